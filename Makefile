@@ -1,0 +1,49 @@
+# botctl — every target has a `## help` line; `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create the venv and install botctl (editable) with its dev tools
+
+run: $(STAMP) ## run the bot in the sandbox for 30 s and print its summary
+	$(BIN)/botctl run --duration 30
+
+test: $(STAMP) ## lint, type-check and run the tests (not the soak)
+	$(BIN)/ruff check bot botctl tests benchmarks
+	$(BIN)/ruff format --check bot botctl tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check bot botctl tests benchmarks
+	$(BIN)/ruff format --check bot botctl tests benchmarks
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## format and auto-fix with ruff
+	$(BIN)/ruff format bot botctl tests benchmarks
+	$(BIN)/ruff check --fix bot botctl tests benchmarks
+
+bench: $(STAMP) ## run the benchmark suite and print budgets as pass/fail lines
+	$(BIN)/python -m benchmarks
+
+soak: $(STAMP) ## 10-minute sandbox soak at 50 msg/s, sampling RSS
+	$(BIN)/pytest -q -m slow tests/test_soak.py
+
+clean: ## remove the venv, caches and generated profiles
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	find profiles -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true
+
+.PHONY: help install run test lint fmt bench soak clean

@@ -1,0 +1,96 @@
+"""Running the bot: build the parts from settings, connect to Discord, stop gracefully, report.
+
+:func:`serve` is what ``botctl run`` (and the tests) call. It knows nothing of the sandbox: it is given
+a token and, optionally, the REST and gateway URLs of a Discord-compatible server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.components import Components
+from bot.settings import Settings
+
+
+@dataclass(slots=True)
+class ServeResult:
+    """What a run did, from the engine's counters and the metrics service, after the final flush."""
+
+    summary: dict[str, Any]
+    counters: dict[str, Any]
+    cancelled_replies: int = 0
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def serve(
+    settings: Settings,
+    token: str,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[Components], Awaitable[None]] | None = None,
+    before_close: Callable[[Components], Awaitable[None]] | None = None,
+    drain_timeout: float = 10.0,
+    sync_commands: bool = True,
+) -> ServeResult:
+    """Run the bot until ``stop`` is set; return its figures once everything is flushed and closed.
+
+    ``on_ready`` runs once the client is ready (the sandbox starts its traffic there);
+    ``before_close`` runs after ``stop`` and before the bot stops taking messages (the sandbox stops
+    its users there, so every message they sent is taken).
+    """
+    from bot.frontend.client import ChatBot
+    from bot.frontend.endpoints import configure_endpoints
+
+    configure_endpoints(settings.discord_api, settings.discord_gateway)
+    components = Components(settings)
+    bot = ChatBot(components, sync_commands=sync_commands)
+    result = ServeResult(summary={}, counters={})
+
+    async def watch_ready() -> None:
+        await bot.ready_event.wait()
+        if on_ready is not None:
+            await on_ready(components)
+
+    ready_task = asyncio.create_task(watch_ready())
+    connect: asyncio.Task[None] | None = None
+    try:
+        await bot.login(token)
+        connect = asyncio.create_task(bot.connect(reconnect=True))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({connect, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if connect in done and connect.exception() is not None:
+            result.error = _describe(connect.exception())
+        elif before_close is not None:
+            await before_close(components)
+    except Exception as exc:  # login refused, setup failed: reported, and everything still closes
+        result.error = _describe(exc)
+    finally:
+        ready_task.cancel()
+        result.cancelled_replies = await bot.drain(drain_timeout)
+        await bot.close(drain_timeout=0)
+        if connect is not None and not connect.done():
+            connect.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connect
+        await components.close()  # idempotent: makes sure the metrics are flushed even on errors
+    result.summary = components.summary()
+    result.counters = components.engine.counters()
+    return result
+
+
+def _describe(exc: BaseException | None) -> str:
+    import discord
+
+    if isinstance(exc, discord.LoginFailure):
+        return "Discord refused the token (check DISCORD_TOKEN)"
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return "Discord refused the message content intent: enable it in the developer portal"
+    if isinstance(exc, discord.GatewayNotFound | OSError):
+        return f"cannot reach Discord ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"

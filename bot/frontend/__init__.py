@@ -1,0 +1,1 @@
+"""The Discord front end: the only part of ``bot`` that imports discord."""

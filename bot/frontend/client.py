@@ -1,0 +1,108 @@
+"""The Discord front end: a thin ``commands.Bot`` over the transport-free :class:`~bot.engine.ChatEngine`.
+
+``setup_hook`` opens the engine's resources (the one ``aiohttp.ClientSession`` of the LLM client and the
+metrics flush task), loads one cog per file and syncs the slash commands; :meth:`ChatBot.close` stops
+taking messages, lets in-flight replies finish within a bound (then cancels them), closes the Discord
+connection, the LLM client and the metrics (which writes everything still buffered), in that order,
+each step even when an earlier one failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot.components import Components
+
+log = logging.getLogger("bot.frontend")
+
+EXTENSIONS: tuple[str, ...] = ("bot.frontend.cogs.chat", "bot.frontend.cogs.admin")
+
+
+def make_intents(*, reply_channels: Iterable[int]) -> discord.Intents:
+    """Default intents; message content only when the bot must read un-mentioned channel messages.
+
+    Message content is privileged: asking for it without enabling it in the developer portal makes
+    Discord refuse the connection, and mentions and DMs carry their content without it.
+    """
+    intents = discord.Intents.default()
+    intents.message_content = bool(tuple(reply_channels))
+    return intents
+
+
+class ChatBot(commands.Bot):
+    """The bot. ``components`` holds the engine and everything it owns."""
+
+    def __init__(
+        self, components: Components, *, sync_commands: bool = True, **options: Any
+    ) -> None:
+        settings = components.settings
+        options.setdefault("intents", make_intents(reply_channels=settings.reply_channels))
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+        self.components = components
+        self.engine = components.engine
+        self.sync_commands = sync_commands
+        self.accepting = True
+        self.inflight: set[asyncio.Task[Any]] = set()
+        self.ready_event = asyncio.Event()
+        self.started_at = time.monotonic()
+
+    async def setup_hook(self) -> None:
+        await self.components.start()
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        if self.sync_commands:
+            try:
+                await self.tree.sync()
+            except discord.HTTPException as exc:
+                # Slash commands are a convenience: mentions and DMs still work without them.
+                log.warning("could not sync slash commands (%s); mentions still work", exc.status)
+
+    async def on_ready(self) -> None:
+        self.ready_event.set()
+
+    def track(self, coro: Any) -> asyncio.Task[Any]:
+        """Run a reply as a task that a graceful stop waits for."""
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+        return task
+
+    async def drain(self, timeout: float) -> int:
+        """Stop taking messages; wait up to ``timeout`` s for replies in flight, then cancel the rest.
+
+        Returns how many replies were cancelled.
+        """
+        self.accepting = False
+        pending = set(self.inflight)
+        if not pending:
+            return 0
+        _done, still = await asyncio.wait(pending, timeout=timeout)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=2.0)
+        return len(still)
+
+    async def close(self, *, drain_timeout: float = 10.0) -> None:
+        steps: list[tuple[str, Any]] = [
+            ("drain", lambda: self.drain(drain_timeout)),
+            ("discord", super().close),
+            ("engine", self.components.close),
+        ]
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("close: %s failed; closing the rest", name)

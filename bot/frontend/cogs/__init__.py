@@ -1,0 +1,1 @@
+"""One cog per file, each with ``async def setup(bot)``."""

@@ -1,0 +1,98 @@
+"""Per-channel chat history: an LRU over channels, each holding a bounded deque of messages.
+
+An ``OrderedDict`` keeps channels in recency order, so a lookup (``move_to_end``) and an eviction
+of the least recently used channel (``popitem(last=False)``) are O(1), where a list-based LRU pays
+O(channels) per operation. Each channel keeps at most ``max_messages`` messages; the oldest fall
+off the deque by themselves.
+
+Messages are stored as ``(role, content)`` tuples (smaller than dicts, and immutable so nothing a
+caller does to a returned list changes the history) and handed out as fresh dicts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Any
+
+__all__ = ["ChatHistoryManager"]
+
+_Message = tuple[str, str]
+
+
+class ChatHistoryManager:
+    """Bounded chat histories for at most ``max_channels`` channels, least recently used evicted.
+
+    Channel ids are normalised with ``str()``: ``123`` and ``"123"`` are the same channel.
+    """
+
+    __slots__ = ("_channels", "_evictions", "_hits", "_max_channels", "_max_messages", "_misses")
+
+    def __init__(self, max_channels: int = 1000, max_messages: int = 20) -> None:
+        if max_channels < 1:
+            raise ValueError(f"max_channels must be >= 1, got {max_channels!r}")
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages!r}")
+        self._max_channels = max_channels
+        self._max_messages = max_messages
+        self._channels: OrderedDict[str, deque[_Message]] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+        self._evictions = 0
+
+    def get_history(self, channel_id: str | int) -> list[dict[str, str]]:
+        """The channel's messages, oldest first; a miss returns ``[]`` and creates nothing."""
+        key = str(channel_id)
+        messages = self._channels.get(key)
+        if messages is None:
+            self._misses += 1
+            return []
+        self._hits += 1
+        self._channels.move_to_end(key)
+        return [{"role": role, "content": content} for role, content in messages]
+
+    def _channel(self, key: str) -> deque[_Message]:
+        channels = self._channels
+        messages = channels.get(key)
+        if messages is None:
+            messages = deque(maxlen=self._max_messages)
+            channels[key] = messages
+            if len(channels) > self._max_channels:
+                channels.popitem(last=False)
+                self._evictions += 1
+        else:
+            channels.move_to_end(key)
+        return messages
+
+    def add_message(self, channel_id: str | int, role: str, content: str) -> None:
+        """Append a message, creating the channel (and evicting the LRU one) if needed."""
+        self._channel(str(channel_id)).append((role, content))
+
+    def add_exchange(self, channel_id: str | int, user_text: str, assistant_text: str) -> None:
+        """Append a question and its answer with a single lookup."""
+        messages = self._channel(str(channel_id))
+        messages.append(("user", user_text))
+        messages.append(("assistant", assistant_text))
+
+    def clear(self, channel_id: str | int) -> bool:
+        """Forget a channel's history; ``True`` if it existed."""
+        return self._channels.pop(str(channel_id), None) is not None
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def __contains__(self, channel_id: object) -> bool:
+        # Membership is a peek: no hit/miss counted and no reordering.
+        return str(channel_id) in self._channels
+
+    def get_stats(self) -> dict[str, Any]:
+        """Size and hit/miss counters; ``hit_rate`` is a percentage (0.0 before any lookup)."""
+        lookups = self._hits + self._misses
+        return {
+            "channels": len(self._channels),
+            "capacity": self._max_channels,
+            "max_messages": self._max_messages,
+            "hits": self._hits,
+            "misses": self._misses,
+            "evictions": self._evictions,
+            "hit_rate": self._hits * 100.0 / lookups if lookups else 0.0,
+        }

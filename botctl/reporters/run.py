@@ -1,0 +1,79 @@
+"""Rendering ``botctl run``: the banner at start and the summary table at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from rich.table import Table
+
+from botctl.console import console, err_console
+from botctl.runner import Banner, RunReport
+
+
+def _pct(values: dict[str, Any] | None, key: str) -> str:
+    if not values or values.get(key) is None:
+        return "–"
+    return f"{values[key]:.0f} ms"
+
+
+class RunReporter:
+    def banner(self, banner: Banner) -> None:
+        console.print("[bold]botctl run[/]")
+        console.print(f"  Discord : {banner.discord}", highlight=False)
+        console.print(f"  LLM     : {banner.llm}", highlight=False)
+        if banner.llm_warning:
+            console.print(f"  [yellow]warning: {banner.llm_warning}[/]", highlight=False)
+        console.print(f"  metrics : {banner.metrics_file}", highlight=False)
+        stop = f"after {banner.duration:g} s or Ctrl-C" if banner.duration else "Ctrl-C or SIGTERM"
+        console.print(f"  stops   : {stop}", highlight=False)
+
+    async def chat_input(self) -> str | None:
+        loop = asyncio.get_running_loop()
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        return line.rstrip("\n") if line else None
+
+    def chat_reply(self, text: str) -> None:
+        console.print(f"[bold cyan]bot>[/] {text}", highlight=False)
+
+    def summary(self, report: RunReport) -> None:
+        counters = report.counters
+        summary = report.summary
+        batch = summary.get("batch_logging", {})
+        history = summary.get("cache_stats", {}).get("history_cache", {})
+        latency = counters.get("reply_latency_ms")
+        table = Table(title=f"Summary ({report.elapsed_s:.1f} s)", title_justify="left")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        rate = counters.get("messages", 0) / report.elapsed_s if report.elapsed_s else 0.0
+        rows = [
+            ("messages", f"{counters.get('messages', 0)}  ({rate:.1f}/s)"),
+            (
+                "replies",
+                f"{counters.get('replies', 0)}  ({counters.get('reply_errors', 0)} errors)",
+            ),
+            ("LLM calls", str(counters.get("llm_calls", 0))),
+            ("calls saved by dedup", str(counters.get("llm_saved", 0))),
+            ("history hit rate", f"{history.get('hit_rate', 0.0):.1f} %"),
+            (
+                "metrics events written",
+                f"{batch.get('events_written', 0)} in {batch.get('flushes', 0)} flushes",
+            ),
+            ("reply latency p50", _pct(latency, "p50")),
+            ("reply latency p95", _pct(latency, "p95")),
+            ("reply latency p99", _pct(latency, "p99")),
+        ]
+        if report.cancelled_replies:
+            rows.append(("replies cancelled at stop", str(report.cancelled_replies)))
+        if report.sandbox:
+            rows.append(("sandbox messages sent", str(report.sandbox.get("messages_sent", 0))))
+        if report.llm_server:
+            rows.append(
+                ("sandbox LLM calls received", str(report.llm_server.get("calls_total", 0)))
+            )
+        for name, value in rows:
+            table.add_row(name, value)
+        console.print(table)
+        if report.error:
+            err_console.print(f"[red]{report.error}[/]")

@@ -1,0 +1,358 @@
+"""Simulated users: people who mention the bot, sometimes asking the same thing at the same moment.
+
+:class:`TrafficGenerator` posts mentions of the bot at ``rate`` messages per second (Poisson
+arrivals, reproducible from ``seed``) in the sandbox guild's channels, from users taken in a shuffled
+round so each one speaks as rarely as the rate allows (the bot has a per-user cooldown).
+
+A share ``duplicate_ratio`` of the messages repeat a question another user is asking at that very
+moment: a *burst* of 2-4 identical questions from different users, all posted at once. The bot's LLM
+request is keyed on the system prompt, the channel's history and the text, so identical questions
+only make identical requests when their channels' histories are identical too: each message of a
+burst goes to a *fresh* channel (announced to the bot with CHANNEL_CREATE first), where the history
+is empty. Single questions go to the guild's regular channels, whose histories grow.
+
+The users read the bot's replies (the server's records of its sends and edits) and measure, per
+question, the time to the first part of the reply and to the last send or edit of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botctl.sandbox.discord_server import DiscordServer, RecordedEdit, RecordedMessage
+
+__all__ = [
+    "DEFAULT_QUESTIONS",
+    "Burst",
+    "TrafficGenerator",
+    "burst_shape",
+    "plan_counts",
+    "plan_traffic",
+]
+
+DEFAULT_QUESTIONS: tuple[str, ...] = (
+    "What is the capital of France?",
+    "How do I reverse a list in Python?",
+    "Explain recursion in one paragraph.",
+    "What is the difference between a process and a thread?",
+    "Give me three tips for writing clear commit messages.",
+    "What does HTTP status 429 mean?",
+    "How does a hash map work?",
+    "What is a race condition?",
+    "Summarise the rules of chess in a few sentences.",
+    "Why is the sky blue?",
+    "What is the time complexity of binary search?",
+    "How do I read a file line by line in Python?",
+    "What is an LRU cache?",
+    "Explain what a websocket is.",
+    "What are Python's asyncio tasks for?",
+    "How do I center a div in CSS?",
+    "What is the difference between TCP and UDP?",
+    "Write a haiku about debugging.",
+    "What is a closure in JavaScript?",
+    "How many bytes are in a kilobyte?",
+    "What is dependency injection?",
+    "Explain Big O notation briefly.",
+    "What is a good name for a pet robot?",
+    "How do I undo the last git commit?",
+    "What is the boiling point of water at sea level?",
+    "What does idempotent mean for an API?",
+    "How does garbage collection work in Python?",
+    "What is the Pythagorean theorem?",
+    "Suggest a quick vegetarian dinner.",
+    "What is the difference between a list and a tuple?",
+    "Explain what a mutex does.",
+    "What is JSON Lines?",
+    "How do I profile a slow Python program?",
+    "What is a flamegraph?",
+    "What is exponential backoff?",
+    "Why are unit tests useful?",
+    "What is the speed of light?",
+    "How do I make a good cup of tea?",
+    "What is a deadlock?",
+    "What does SHA-256 do?",
+)
+
+# The first asker of a burst is not a duplicate; with at most 4 askers, 3 in 4 is the ceiling.
+MAX_DUPLICATE_RATIO = 0.75
+
+
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """``size`` users ask ``question`` at once, ``delay`` seconds after the previous burst."""
+
+    delay: float
+    question: str
+    size: int  # 1: a single question; 2-4: one question and its duplicates
+
+    @property
+    def duplicates(self) -> int:
+        return self.size - 1
+
+
+def burst_shape(duplicate_ratio: float) -> tuple[float, tuple[int, ...], tuple[float, ...]]:
+    """(probability that an arrival is a burst, burst sizes, their weights) giving ``duplicate_ratio``.
+
+    With burst sizes uniform over 2, 3, 4 (mean 3) and burst probability ``p``, duplicates are
+    ``2p / (1 + 2p)`` of all messages, so ``p = r / (2 (1 - r))``. Above 2/3 every arrival is a burst
+    and sizes 3 and 4 are mixed to mean ``1 / (1 - r)``, up to the 0.75 ceiling.
+    """
+    r = duplicate_ratio
+    if not 0.0 <= r <= 1.0 or math.isnan(r):
+        raise ValueError(f"duplicate_ratio must be between 0 and 1, not {duplicate_ratio}")
+    if r == 0.0:
+        return 0.0, (1,), (1.0,)
+    if r <= 2.0 / 3.0:
+        return r / (2.0 * (1.0 - r)), (2, 3, 4), (1.0, 1.0, 1.0)
+    mean = 4.0 if r >= MAX_DUPLICATE_RATIO else 1.0 / (1.0 - r)
+    p4 = min(1.0, mean - 3.0)
+    return 1.0, (3, 4), (1.0 - p4, p4)
+
+
+def plan_traffic(
+    *,
+    seed: int,
+    rate: float,
+    duplicate_ratio: float,
+    questions: Sequence[str] = DEFAULT_QUESTIONS,
+) -> Iterator[Burst]:
+    """The endless, reproducible schedule of bursts for ``seed``.
+
+    Gaps are Gamma(size, 1/rate): a burst of ``size`` messages is followed by the time ``size``
+    Poisson arrivals would take, so messages (not bursts) average ``rate`` per second.
+    """
+    if not rate > 0 or math.isinf(rate):
+        raise ValueError(f"rate must be a positive number of messages per second, not {rate}")
+    if not questions:
+        raise ValueError("questions must not be empty")
+    p_burst, sizes, weights = burst_shape(duplicate_ratio)
+    rng = random.Random(seed)
+    scale = 1.0 / rate
+    while True:
+        size = rng.choices(sizes, weights)[0] if rng.random() < p_burst else 1
+        delay = rng.gammavariate(size, scale)
+        yield Burst(delay, rng.choice(questions), size)
+
+
+def plan_counts(
+    *, seed: int, duplicate_ratio: float, messages: int, rate: float = 1.0,
+    questions: Sequence[str] = DEFAULT_QUESTIONS,
+) -> tuple[int, int]:
+    """(messages, duplicates) that a generator stopped at ``messages`` posts for ``seed``."""
+    sent = duplicates = 0
+    for burst in plan_traffic(seed=seed, rate=rate, duplicate_ratio=duplicate_ratio, questions=questions):
+        if sent >= messages:
+            break
+        size = min(burst.size, messages - sent)
+        sent += size
+        duplicates += size - 1
+    return sent, duplicates
+
+
+class _Ask:
+    __slots__ = ("first", "last", "posted")
+
+    def __init__(self, posted: float) -> None:
+        self.posted = posted
+        self.first: float | None = None
+        self.last: float | None = None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of ``values`` (sorted), or None when empty."""
+    if not values:
+        return None
+    rank = max(1, math.ceil(q / 100.0 * len(values)))
+    return values[rank - 1]
+
+
+class TrafficGenerator:
+    """Simulated users posting mentions of the bot through ``server`` (same event loop)."""
+
+    def __init__(
+        self,
+        server: DiscordServer,
+        *,
+        rate: float = 5.0,
+        duplicate_ratio: float = 0.3,
+        seed: int = 0,
+        questions: Sequence[str] | None = None,
+        max_messages: int | None = None,
+    ) -> None:
+        self.server = server
+        self.rate = float(rate)
+        self.duplicate_ratio = float(duplicate_ratio)
+        self.seed = seed
+        self.questions: tuple[str, ...] = tuple(questions) if questions else DEFAULT_QUESTIONS
+        if max_messages is not None and max_messages < 0:
+            raise ValueError("max_messages must not be negative")
+        self.max_messages = max_messages
+        # Validates rate and ratio now rather than in the task.
+        self._plan = plan_traffic(
+            seed=seed, rate=self.rate, duplicate_ratio=self.duplicate_ratio, questions=self.questions
+        )
+        # Who speaks where comes from its own stream, so the plan does not depend on the guild.
+        self._pick = random.Random(seed * 1_000_003 + 7)
+        self._channels = list(server.channel_ids)
+        self._round: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+        self._asks: dict[str, _Ask] = {}
+        self.messages_sent = 0
+        self.duplicates_sent = 0
+        self.bursts = 0
+        self.fresh_channels = 0
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self._listening = False
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start posting (on the running loop). Starting a running generator does nothing."""
+        if self.running:
+            return
+        if not self._listening:
+            self.server.add_listener(self._on_bot_message)
+            self._listening = True
+        self.started_at = time.monotonic()
+        self.stopped_at = None
+        self._task = asyncio.create_task(self._run(), name="sandbox-traffic")
+
+    async def stop(self) -> None:
+        """Stop posting; return once everything posted has been written to the bot's websocket.
+
+        Replies that arrive later are still read and counted.
+        """
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await self.server.flush(timeout=10.0)
+
+    async def wait_finished(self, timeout: float) -> None:
+        """Until ``max_messages`` have been posted (``TimeoutError`` after ``timeout``)."""
+        task = self._task
+        if task is not None:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    def close(self) -> None:
+        """Stop reading replies (call after :meth:`stop`)."""
+        if self._listening:
+            self.server.remove_listener(self._on_bot_message)
+            self._listening = False
+
+    # ------------------------------------------------------------------ posting
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        limit = self.max_messages
+        try:
+            for burst in self._plan:
+                if limit is not None and self.messages_sent >= limit:
+                    break
+                next_at += burst.delay
+                wait = next_at - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                size = burst.size if limit is None else min(burst.size, limit - self.messages_sent)
+                self._post(burst.question, size)
+        finally:
+            self.stopped_at = time.monotonic()
+
+    def _next_user(self, taken: set[str]) -> str:
+        users = self.server.user_ids
+        for _ in range(2 * len(users) + 1):
+            if not self._round:
+                self._round = list(users)
+                self._pick.shuffle(self._round)
+            user = self._round.pop()
+            if user not in taken or len(taken) >= len(users):
+                return user
+            self._round.insert(0, user)
+        return users[0]
+
+    def _post(self, question: str, size: int) -> None:
+        server = self.server
+        now = time.monotonic()
+        if size <= 1:
+            user = self._next_user(set())
+            channel = self._pick.choice(self._channels)
+            mid = server.post_message(channel, user, question)
+            self._asks[mid] = _Ask(now)
+            self.messages_sent += 1
+            return
+        self.bursts += 1
+        taken: set[str] = set()
+        # All channels first, so every CHANNEL_CREATE reaches the bot before the questions do.
+        channels = [server.create_channel() for _ in range(size)]
+        self.fresh_channels += size
+        for channel in channels:
+            user = self._next_user(taken)
+            taken.add(user)
+            mid = server.post_message(channel, user, question)
+            self._asks[mid] = _Ask(now)
+        self.messages_sent += size
+        self.duplicates_sent += size - 1
+
+    # ------------------------------------------------------------------ reading replies
+
+    def _on_bot_message(self, message: RecordedMessage, edit: RecordedEdit | None) -> None:
+        reply_to = message.reply_to
+        if reply_to is None:
+            return
+        ask = self._asks.get(reply_to)
+        if ask is None:
+            return
+        at = message.at if edit is None else edit.at
+        if ask.first is None:
+            ask.first = at
+        if ask.last is None or at > ask.last:
+            ask.last = at
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and the users' view of reply latency (ms, nearest-rank percentiles)."""
+        first: list[float] = []
+        last: list[float] = []
+        for ask in self._asks.values():
+            if ask.first is not None and ask.last is not None:
+                first.append((ask.first - ask.posted) * 1000.0)
+                last.append((ask.last - ask.posted) * 1000.0)
+        first.sort()
+        last.sort()
+        end = self.stopped_at if self.stopped_at is not None else time.monotonic()
+        elapsed = end - self.started_at if self.started_at is not None else 0.0
+        return {
+            "running": self.running,
+            "rate": self.rate,
+            "duplicate_ratio": self.duplicate_ratio,
+            "seed": self.seed,
+            "messages_sent": self.messages_sent,
+            "duplicates_sent": self.duplicates_sent,
+            "bursts": self.bursts,
+            "fresh_channels": self.fresh_channels,
+            "replies_received": len(first),
+            "unanswered": self.messages_sent - len(first),
+            "elapsed_s": round(elapsed, 3),
+            "first_reply_p50_ms": _percentile(first, 50),
+            "first_reply_p95_ms": _percentile(first, 95),
+            "first_reply_p99_ms": _percentile(first, 99),
+            "last_reply_p50_ms": _percentile(last, 50),
+            "last_reply_p95_ms": _percentile(last, 95),
+            "last_reply_p99_ms": _percentile(last, 99),
+        }

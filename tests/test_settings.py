@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError, load_settings, normalize_llm_url
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bot.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s == Settings()
+    assert s.batch_size == 50 and s.batch_interval == 60.0 and s.dedup_window == 5.0
+    assert s.llm_timeout == 120.0 and s.sandbox and not s.llm_url_given
+
+
+def test_file_then_overrides_precedence(tmp_path: Path) -> None:
+    cfg = write(tmp_path, 'batch_size = 10\nmodel = "from-file"\n[sandbox]\nrate = 2.5\n')
+    s = load_settings(cfg, {"model": "from-flag", "batch_size": None})
+    assert s.model == "from-flag"  # flags/env beat the file
+    assert s.batch_size == 10  # None means "not given": the file's value stays
+    assert s.rate == 2.5
+
+
+def test_no_dedup_in_file(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "no-dedup = true\n")).dedup is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"batch_size": "zero"}, "batch_size: expected a whole number >= 1"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_interval": -1}, "batch_interval"),
+        ({"duplicate_ratio": 1.5}, "duplicate_ratio: expected a number from 0 to 1"),
+        ({"discord_api": "ftp://x"}, "discord_api: expected a URL"),
+        ({"discord_gateway": "http://x"}, "discord_gateway: expected a URL"),
+        ({"llm_url": "ftp://x"}, "llm_url"),
+        ({"dedup": "maybe"}, "dedup: expected true or false"),
+    ],
+)
+def test_bad_values_name_the_setting(overrides: dict[str, object], needle: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, overrides)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_malformed_toml(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(write(tmp_path, "batch_size = = 3\n"))
+
+
+def test_wrong_type_in_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="batch_size"):
+        load_settings(write(tmp_path, 'batch_size = "many"\n'))
+
+
+def test_unknown_key_and_token_in_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="unknown setting 'batchsize'"):
+        load_settings(write(tmp_path, "batchsize = 3\n"))
+    with pytest.raises(SettingsError, match="DISCORD_TOKEN"):
+        load_settings(write(tmp_path, 'token = "abc"\n'))
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="no file at"):
+        load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("localhost", "http://localhost:11434"),
+        ("0.0.0.0:11434", "http://127.0.0.1:11434"),
+        ("127.0.0.1:9999", "http://127.0.0.1:9999"),
+        ("http://example.test", "http://example.test:80"),
+        ("https://example.test/", "https://example.test:443"),
+    ],
+)
+def test_ollama_host_forms(given: str, expected: str) -> None:
+    assert normalize_llm_url(given) == expected
+
+
+def test_token_never_in_repr_or_redacted() -> None:
+    s = load_settings(None, {"token": "SECRET-TOKEN-123", "llm_url": "http://user:pw@h:1"})
+    assert "SECRET-TOKEN-123" not in repr(s)
+    red = s.redacted()
+    assert red["token"] == "***"
+    assert "pw" not in red["llm_url"]
+    assert not s.sandbox and s.effective_cooldown == 2.0
+    assert load_settings().effective_cooldown == 0.0

@@ -69,6 +69,9 @@ class ChatBot(commands.Bot):
                 # Slash commands are a convenience: mentions and DMs still work without them.
                 log.warning("could not sync slash commands (%s); mentions still work", exc.status)
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """The chat cog answers; there are no prefix commands to look up (that would cost CPU)."""
+
     async def on_ready(self) -> None:
         self.ready_event.set()
 

@@ -207,18 +207,20 @@ def run(
         raise BotctlError(str(exc)) from None
     _check_metrics_path(settings.metrics_file)
     reporter = RunReporter()
+    from botctl.profiling.inprocess import profiling_session
     from botctl.runner import run as run_bot
     from botctl.sandbox.client import SandboxError
 
     try:
-        report = asyncio.run(
-            run_bot(
-                settings,
-                on_banner=reporter.banner,
-                chat_input=reporter.chat_input if settings.chat else None,
-                on_chat_reply=reporter.chat_reply,
+        with profiling_session():
+            report = asyncio.run(
+                run_bot(
+                    settings,
+                    on_banner=reporter.banner,
+                    chat_input=reporter.chat_input if settings.chat else None,
+                    on_chat_reply=reporter.chat_reply,
+                )
             )
-        )
     except SandboxError as exc:
         raise BotctlError(f"{exc}; see the lines above") from None
     reporter.summary(report)

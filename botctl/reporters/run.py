@@ -18,6 +18,15 @@ def _pct(values: dict[str, Any] | None, key: str) -> str:
     return f"{values[key]:.0f} ms"
 
 
+def llm_calls(report: RunReport) -> tuple[int, int]:
+    """(upstream LLM calls, calls saved by dedup) of a run."""
+    dedup = report.summary.get("cache_stats", {}).get("deduplication", {})
+    if report.settings.get("dedup", True):
+        return int(dedup.get("leaders", 0)), int(dedup.get("saved_calls", 0))
+    counters = report.counters
+    return int(counters.get("llm_upstream_answers", 0)) + int(counters.get("llm_errors", 0)), 0
+
+
 class RunReporter:
     def banner(self, banner: Banner) -> None:
         console.print("[bold]botctl run[/]")
@@ -43,18 +52,17 @@ class RunReporter:
         batch = summary.get("batch_logging", {})
         history = summary.get("cache_stats", {}).get("history_cache", {})
         latency = counters.get("reply_latency_ms")
+        calls, saved = llm_calls(report)
+        errors = counters.get("replies_by_status", {}).get("error", 0)
         table = Table(title=f"Summary ({report.elapsed_s:.1f} s)", title_justify="left")
         table.add_column("figure")
         table.add_column("value", justify="right")
         rate = counters.get("messages", 0) / report.elapsed_s if report.elapsed_s else 0.0
         rows = [
             ("messages", f"{counters.get('messages', 0)}  ({rate:.1f}/s)"),
-            (
-                "replies",
-                f"{counters.get('replies', 0)}  ({counters.get('reply_errors', 0)} errors)",
-            ),
-            ("LLM calls", str(counters.get("llm_calls", 0))),
-            ("calls saved by dedup", str(counters.get("llm_saved", 0))),
+            ("replies", f"{counters.get('replies', 0)}  ({errors} errors)"),
+            ("LLM calls", str(calls)),
+            ("calls saved by dedup", str(saved)),
             ("history hit rate", f"{history.get('hit_rate', 0.0):.1f} %"),
             (
                 "metrics events written",

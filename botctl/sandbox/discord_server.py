@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import secrets
@@ -38,10 +39,10 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 if TYPE_CHECKING:
     from botctl.sandbox.users import TrafficGenerator
@@ -65,17 +66,20 @@ HEARTBEAT_INTERVAL_MS = 41_250
 SETTLE_SECONDS = 1.2
 REPLAY_LIMIT = 50_000  # dispatches kept per session for RESUME
 RESUME_TTL = 120.0  # seconds a detached session stays resumable
+# Messages (and records) kept: about 5 KB each, so a long run at a high rate stays bounded.
+MAX_RECORDS = 20_000
+_PRUNE_EVERY = 1024
 MAX_CONTENT = 2000
 ATTACHMENT_SIZE_LIMIT = 25 * 1024 * 1024
 
 # view channel, send messages, embed links, attach files, read history, add reactions, external
 # emojis, use application commands, create public threads, send in threads.
-_EVERYONE_PERMISSIONS = (
-    (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 6) | (1 << 18) | (1 << 31)
-) | (1 << 35) | (1 << 38)
+_EVERYONE_PERMISSIONS = sum(1 << bit for bit in (6, 10, 11, 14, 15, 16, 18, 31, 35, 38))
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
-_HELLO = orjson.dumps({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
+_HELLO = orjson.dumps(
+    {"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None}
+)
 _HEARTBEAT_ACK = b'{"op":11}'
 _INVALID_SESSION = b'{"op":9,"d":false,"s":null,"t":null}'
 
@@ -254,6 +258,10 @@ class _Session:
             self.conn.push(frame)
 
 
+class _HasStats(Protocol):
+    def stats(self) -> Mapping[str, Any]: ...
+
+
 class _Snowflakes:
     """Real-looking snowflakes (timestamp << 22 | increment), strictly increasing."""
 
@@ -295,9 +303,13 @@ class DiscordServer:
         *,
         token: str | None = None,
         settle_seconds: float = SETTLE_SECONDS,
+        max_records: int = MAX_RECORDS,
     ) -> None:
         if channels < 1 or users < 1:
             raise ValueError("the sandbox needs at least one channel and one user")
+        if max_records < 1:
+            raise ValueError("max_records must be at least 1")
+        self.max_records = max_records
         self.host = host
         self._requested_port = port
         self.port = 0
@@ -340,6 +352,8 @@ class DiscordServer:
         self.channel_ids: list[str] = []
         for n in range(1, channels + 1):
             self._add_channel(f"chat-{n}")
+        # The guild's own channels; channel_ids also lists those created later (create_channel).
+        self.guild_channel_ids: tuple[str, ...] = tuple(self.channel_ids)
         self._dm_channels: dict[str, str] = {}  # DM channel id -> user id
         self._dm_by_user: dict[str, str] = {}
         self._joined_at = self._started_wall
@@ -378,6 +392,7 @@ class DiscordServer:
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.traffic: TrafficGenerator | None = None
+        self._llm: _HasStats | None = None
 
         self._n_posted = 0
         self._n_bot_messages = 0
@@ -406,6 +421,19 @@ class DiscordServer:
     def gateway_url(self) -> str:
         return f"ws://{self.host}:{self.port}/gateway"
 
+    @property
+    def control_url(self) -> str:
+        """The base of the HTTP control routes (``{control_url}/stats``, ``/say``, ...)."""
+        return f"http://{self.host}:{self.port}/_sandbox"
+
+    def attach_traffic(self, traffic: TrafficGenerator) -> None:
+        """The generator that ``POST /_sandbox/traffic/start`` (with no parameters) starts."""
+        self.traffic = traffic
+
+    def attach_llm(self, llm: _HasStats) -> None:
+        """An LLM server (anything with ``stats()``) whose figures ``GET /_sandbox/llm`` returns."""
+        self._llm = llm
+
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/v{version:\\d+}/{tail:.*}", self._rest)
@@ -419,6 +447,7 @@ class DiscordServer:
         app.router.add_post("/_sandbox/traffic/start", self._ctl_traffic_start)
         app.router.add_post("/_sandbox/traffic/stop", self._ctl_traffic_stop)
         app.router.add_get("/_sandbox/traffic", self._ctl_traffic)
+        app.router.add_get("/_sandbox/llm", self._ctl_llm)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
@@ -677,6 +706,28 @@ class DiscordServer:
         self._channel_history.setdefault(cid, []).append(mid)
         self.posted_at[mid] = time.monotonic()
         self._n_posted += 1
+        if self._n_posted % _PRUNE_EVERY == 0 and len(self.posted_at) > self.max_records:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget the oldest messages and records beyond ``max_records`` (counters stay exact)."""
+        keep = self.max_records
+        for store in (self._messages, self.posted_at, self._replies, self._bot_messages):
+            excess = len(store) - keep
+            if excess > 0:
+                for key in list(itertools.islice(store, excess)):
+                    del store[key]
+        for records in (
+            self.all_sends,
+            self.all_edits,
+            self.typing_calls,
+            self.interaction_responses,
+        ):
+            if len(records) > keep:
+                del records[: len(records) - keep]
+        for cid, ids in self._channel_history.items():
+            if len(ids) > keep:
+                self._channel_history[cid] = ids[-keep:]
 
     def send_interaction(
         self,
@@ -913,7 +964,9 @@ class DiscordServer:
             _Fault("429", count, 429, retry_after, self._normalise_prefix(route_prefix))
         )
 
-    def inject_rest_5xx(self, count: int, status: int = 500, route_prefix: str | None = None) -> None:
+    def inject_rest_5xx(
+        self, count: int, status: int = 500, route_prefix: str | None = None
+    ) -> None:
         """Answer the next ``count`` REST calls with ``status`` (discord.py retries 500/502/504)."""
         if not 500 <= status <= 599:
             raise ValueError(f"status must be 5xx, not {status}")
@@ -925,13 +978,17 @@ class DiscordServer:
             return None
         return prefix.strip("/")
 
-    def drop_gateway(self, code: int = 4000) -> int:
+    def drop_gateway(self, code: int = 4000, *, resumable: bool = True) -> int:
         """Cut the bots' websockets with a resumable close code; returns how many were cut.
 
         Dispatches from now on are kept for the session and replayed when the client RESUMEs.
-        ``code=1006`` aborts the TCP connection without a close frame.
+        ``code=1006`` aborts the TCP connection without a close frame. With ``resumable=False``
+        the sessions are forgotten: the RESUME gets INVALID_SESSION, the client identifies afresh
+        (READY, GUILD_CREATE again) and what was posted in between is lost, as on Discord.
         """
         dropped = 0
+        if not resumable:
+            self._sessions.clear()
         for conn in list(self._conns):
             if conn.dropped:
                 continue
@@ -957,7 +1014,7 @@ class DiscordServer:
     @staticmethod
     async def _close_ws(ws: web.WebSocketResponse, code: int) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(code=code, message=b"sandbox: dropped"), 5.0)
+            await asyncio.wait_for(ws.close(code=code, message=b"sandbox: closed"), 5.0)
 
     def _take_fault(self, tail: str) -> _Fault | None:
         for fault in self._faults:
@@ -983,7 +1040,11 @@ class DiscordServer:
                 "X-RateLimit-Reset-After": f"{retry_after:.3f}",
                 "X-RateLimit-Scope": "user",
             }
-            body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+            body = {
+                "message": "You are being rate limited.",
+                "retry_after": retry_after,
+                "global": False,
+            }
             return web.Response(body=orjson.dumps(body), status=429, headers=headers)
         return _error(fault.status, f"{fault.status}: sandbox fault")
 
@@ -1005,17 +1066,16 @@ class DiscordServer:
                     except orjson.JSONDecodeError:
                         await ws.close(code=4002, message=b"Error while decoding payload.")
                         break
-                    if not self._on_op(conn, payload):
-                        break
+                    self._on_op(conn, payload)
                 elif msg.type is WSMsgType.ERROR:
                     break
         finally:
             self._detach(conn, clean=ws.close_code == 1000 and not conn.dropped)
         return ws
 
-    def _on_op(self, conn: _Conn, payload: Any) -> bool:
+    def _on_op(self, conn: _Conn, payload: Any) -> None:
         if not isinstance(payload, dict):
-            return True
+            return
         op = payload.get("op")
         data = payload.get("d")
         if op == 1:
@@ -1026,7 +1086,6 @@ class DiscordServer:
             self._resume(conn, data)
         elif op == 8 and isinstance(data, dict):
             self._member_chunk(conn, data)
-        return True
 
     def _prune_sessions(self) -> None:
         now = time.monotonic()
@@ -1035,10 +1094,18 @@ class DiscordServer:
                 del self._sessions[sid]
 
     def _identify(self, conn: _Conn, data: JSON) -> None:
+        if conn.session is not None:
+            self._spawn(self._close_ws(conn.ws, 4005))  # Discord's "already authenticated"
+            return
         self._prune_sessions()
         self._n_identify += 1
         shard = data.get("shard") or [0, 1]
-        session = _Session(secrets.token_hex(16), str(data.get("token", "")), list(shard), int(data.get("intents") or 0))
+        session = _Session(
+            secrets.token_hex(16),
+            str(data.get("token", "")),
+            list(shard),
+            int(data.get("intents") or 0),
+        )
         session.conn = conn
         conn.session = session
         ready = {
@@ -1076,7 +1143,13 @@ class DiscordServer:
             return
         old = session.conn
         if old is not None and old is not conn:
+            # The client gave up on that socket before we noticed; it must not get frames twice.
             old.session = None
+            old.dropped = True
+            old.pending.clear()
+            if old.writer is not None:
+                old.writer.cancel()
+            self._spawn(self._close_ws(old.ws, 4000))
         session.conn = conn
         conn.session = session
         for frame_seq, frame in session.buffer:
@@ -1136,6 +1209,13 @@ class DiscordServer:
             fault = self._take_fault(tail)
             if fault is not None:
                 return self._fault_response(fault)
+        try:
+            return await self._route(request, tail)
+        except (orjson.JSONDecodeError, ValueError, TypeError, KeyError):
+            # Discord answers a body it cannot read with 400 "The request body contains invalid JSON".
+            return _error(400, "The request body contains invalid JSON.", 50109)
+
+    async def _route(self, request: web.Request, tail: str) -> web.StreamResponse:
         parts = tail.split("/")
         n = len(parts)
         method = request.method
@@ -1261,7 +1341,7 @@ class DiscordServer:
             part = await reader.next()
             if part is None:
                 break
-            if not isinstance(part, web.BodyPartReader):
+            if not isinstance(part, BodyPartReader):
                 continue
             raw = await part.read()
             if part.name == "payload_json":
@@ -1304,8 +1384,14 @@ class DiscordServer:
                 },
                 400,
             )
-        if not (content or payload.get("embeds") or files or payload.get("sticker_ids")
-                or payload.get("components") or payload.get("poll")):
+        if not (
+            content
+            or payload.get("embeds")
+            or files
+            or payload.get("sticker_ids")
+            or payload.get("components")
+            or payload.get("poll")
+        ):
             return _error(400, "Cannot send an empty message", 50006)
         return None
 
@@ -1418,7 +1504,9 @@ class DiscordServer:
             message["flags"] = int(message.get("flags") or 0) & ~_FLAG_LOADING
         if files or "attachments" in payload:
             keep = {str(a.get("id")) for a in payload.get("attachments") or []}
-            message["attachments"] = [a for a in message.get("attachments", []) if a["id"] in keep] + files
+            message["attachments"] = [
+                a for a in message.get("attachments", []) if a["id"] in keep
+            ] + files
         message["edited_timestamp"] = _iso_now()
         if rec is not None:
             edit = RecordedEdit(
@@ -1488,7 +1576,9 @@ class DiscordServer:
 
     # ------------------------------------------------------------------ interactions
 
-    async def _interaction_callback(self, request: web.Request, iid: str, token: str) -> web.Response:
+    async def _interaction_callback(
+        self, request: web.Request, iid: str, token: str
+    ) -> web.Response:
         interaction = self._interactions.get(token)
         if interaction is None or interaction.id != iid:
             return _error(404, "Unknown interaction", 10062)
@@ -1513,8 +1603,13 @@ class DiscordServer:
                 return invalid
             mid = self._ids()
             message = self._bot_message_payload(
-                mid, interaction.channel_id, body, files, reference=None,
-                message_type=_MESSAGE_TYPE_CHAT_INPUT, flags=flags,
+                mid,
+                interaction.channel_id,
+                body,
+                files,
+                reference=None,
+                message_type=_MESSAGE_TYPE_CHAT_INPUT,
+                flags=flags,
             )
             message["application_id"] = self.application_id
             message["webhook_id"] = self.application_id
@@ -1602,8 +1697,13 @@ class DiscordServer:
         mid = self._ids()
         cid = interaction.channel_id
         message = self._bot_message_payload(
-            mid, cid, payload, files, reference=None,
-            message_type=_MESSAGE_TYPE_CHAT_INPUT, flags=int(payload.get("flags") or 0),
+            mid,
+            cid,
+            payload,
+            files,
+            reference=None,
+            message_type=_MESSAGE_TYPE_CHAT_INPUT,
+            flags=int(payload.get("flags") or 0),
         )
         message["application_id"] = self.application_id
         message["webhook_id"] = self.application_id
@@ -1626,7 +1726,9 @@ class DiscordServer:
             return _json(message)
         return _empty()
 
-    async def _app_commands(self, request: web.Request, method: str, parts: list[str]) -> web.Response:
+    async def _app_commands(
+        self, request: web.Request, method: str, parts: list[str]
+    ) -> web.Response:
         # /applications/{app}/commands[/{id}] and /applications/{app}/guilds/{g}/commands[/{id}]
         if parts[1] != self.application_id:
             return _error(404, "Unknown Application", 10002)
@@ -1649,7 +1751,9 @@ class DiscordServer:
                 if not isinstance(body, list):
                     return _error(400, "Invalid Form Body", 50035)
                 old = registry
-                fresh = {c["name"]: self._command_payload(c, guild_id, old.get(c["name"])) for c in body}
+                fresh = {
+                    c["name"]: self._command_payload(c, guild_id, old.get(c["name"])) for c in body
+                }
                 self._commands[guild_id] = fresh
                 return _json(list(fresh.values()))
             if method == "POST":
@@ -1709,11 +1813,15 @@ class DiscordServer:
                 return _json({"ok": True, "kind": kind})
             if kind == "rest_5xx":
                 self.inject_rest_5xx(
-                    int(body.get("count", 1)), int(body.get("status", 500)), body.get("route_prefix")
+                    int(body.get("count", 1)),
+                    int(body.get("status", 500)),
+                    body.get("route_prefix"),
                 )
                 return _json({"ok": True, "kind": kind})
             if kind == "drop_gateway":
-                dropped = self.drop_gateway(int(body.get("code", 4000)))
+                dropped = self.drop_gateway(
+                    int(body.get("code", 4000)), resumable=bool(body.get("resumable", True))
+                )
                 return _json({"ok": True, "kind": kind, "dropped": dropped})
         except (TypeError, ValueError) as exc:
             return _json({"error": str(exc)}, 400)
@@ -1773,7 +1881,9 @@ class DiscordServer:
         timeout = min(max(timeout, 0.0), 600.0)
         parts = await self.wait_for_settled_reply(mid, timeout)
         if not parts:
-            return _json({"error": f"no reply to {mid} within {timeout:g} s", "message_id": mid}, 504)
+            return _json(
+                {"error": f"no reply to {mid} within {timeout:g} s", "message_id": mid}, 504
+            )
         posted = self.posted_at.get(mid)
         last = max(p.last_at for p in parts)
         settled = time.monotonic() - last >= self.settle_seconds
@@ -1790,26 +1900,29 @@ class DiscordServer:
         )
 
     async def _ctl_traffic_start(self, request: web.Request) -> web.Response:
+        """Start the attached generator, or (given parameters) a new one in its place."""
         from botctl.sandbox.users import TrafficGenerator
 
         if self.traffic is not None and self.traffic.running:
             return _json({"error": "traffic is already running; stop it first"}, 409)
         body = await self._read_json(request)
-        try:
-            questions = body.get("questions")
-            generator = TrafficGenerator(
-                self,
-                rate=float(body.get("rate", 5.0)),
-                duplicate_ratio=float(body.get("duplicate_ratio", 0.3)),
-                seed=int(body.get("seed", 0)),
-                questions=list(questions) if questions else None,
-                max_messages=int(body["max_messages"]) if body.get("max_messages") else None,
-            )
-        except (TypeError, ValueError) as exc:
-            return _json({"error": str(exc)}, 400)
-        self.traffic = generator
-        generator.start()
-        return _json({"ok": True, **generator.stats()})
+        params = {k: v for k, v in body.items() if v is not None}
+        if params or self.traffic is None:
+            try:
+                questions = params.get("questions")
+                max_messages = params.get("max_messages")
+                self.traffic = TrafficGenerator(
+                    self,
+                    rate=float(params.get("rate", 5.0)),
+                    duplicate_ratio=float(params.get("duplicate_ratio", 0.3)),
+                    seed=int(params.get("seed", 0)),
+                    questions=[str(q) for q in questions] if questions else None,
+                    max_messages=int(max_messages) if max_messages is not None else None,
+                )
+            except (TypeError, ValueError) as exc:
+                return _json({"error": str(exc)}, 400)
+        self.traffic.start()
+        return _json({"ok": True, **self.traffic.stats()})
 
     async def _ctl_traffic_stop(self, request: web.Request) -> web.Response:
         if self.traffic is None:
@@ -1821,3 +1934,6 @@ class DiscordServer:
         if self.traffic is None:
             return _json({"running": False, "messages_sent": 0})
         return _json(self.traffic.stats())
+
+    async def _ctl_llm(self, request: web.Request) -> web.Response:
+        return _json(dict(self._llm.stats()) if self._llm is not None else None)

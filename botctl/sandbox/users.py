@@ -22,6 +22,7 @@ import contextlib
 import math
 import random
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,9 @@ DEFAULT_QUESTIONS: tuple[str, ...] = (
 
 # The first asker of a burst is not a duplicate; with at most 4 askers, 3 in 4 is the ceiling.
 MAX_DUPLICATE_RATIO = 0.75
+# Questions older than this are settled into latency arrays, so a long run keeps little per message.
+ASK_HORIZON = 120.0
+_COMPACT_EVERY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +146,18 @@ def plan_traffic(
 
 
 def plan_counts(
-    *, seed: int, duplicate_ratio: float, messages: int, rate: float = 1.0,
+    *,
+    seed: int,
+    duplicate_ratio: float,
+    messages: int,
+    rate: float = 1.0,
     questions: Sequence[str] = DEFAULT_QUESTIONS,
 ) -> tuple[int, int]:
     """(messages, duplicates) that a generator stopped at ``messages`` posts for ``seed``."""
     sent = duplicates = 0
-    for burst in plan_traffic(seed=seed, rate=rate, duplicate_ratio=duplicate_ratio, questions=questions):
+    for burst in plan_traffic(
+        seed=seed, rate=rate, duplicate_ratio=duplicate_ratio, questions=questions
+    ):
         if sent >= messages:
             break
         size = min(burst.size, messages - sent)
@@ -196,14 +206,19 @@ class TrafficGenerator:
         self.max_messages = max_messages
         # Validates rate and ratio now rather than in the task.
         self._plan = plan_traffic(
-            seed=seed, rate=self.rate, duplicate_ratio=self.duplicate_ratio, questions=self.questions
+            seed=seed,
+            rate=self.rate,
+            duplicate_ratio=self.duplicate_ratio,
+            questions=self.questions,
         )
         # Who speaks where comes from its own stream, so the plan does not depend on the guild.
         self._pick = random.Random(seed * 1_000_003 + 7)
-        self._channels = list(server.channel_ids)
+        self._channels = list(server.guild_channel_ids)
         self._round: list[str] = []
         self._task: asyncio.Task[None] | None = None
         self._asks: dict[str, _Ask] = {}
+        self._first_ms: array[float] = array("d")
+        self._last_ms: array[float] = array("d")
         self.messages_sent = 0
         self.duplicates_sent = 0
         self.bursts = 0
@@ -293,22 +308,35 @@ class TrafficGenerator:
         if size <= 1:
             user = self._next_user(set())
             channel = self._pick.choice(self._channels)
-            mid = server.post_message(channel, user, question)
-            self._asks[mid] = _Ask(now)
-            self.messages_sent += 1
-            return
-        self.bursts += 1
-        taken: set[str] = set()
-        # All channels first, so every CHANNEL_CREATE reaches the bot before the questions do.
-        channels = [server.create_channel() for _ in range(size)]
-        self.fresh_channels += size
-        for channel in channels:
-            user = self._next_user(taken)
-            taken.add(user)
-            mid = server.post_message(channel, user, question)
-            self._asks[mid] = _Ask(now)
+            self._asks[server.post_message(channel, user, question)] = _Ask(now)
+            size = 1
+        else:
+            self.bursts += 1
+            taken: set[str] = set()
+            # All channels first, so every CHANNEL_CREATE reaches the bot before the questions.
+            channels = [server.create_channel() for _ in range(size)]
+            self.fresh_channels += size
+            for channel in channels:
+                user = self._next_user(taken)
+                taken.add(user)
+                self._asks[server.post_message(channel, user, question)] = _Ask(now)
+            self.duplicates_sent += size - 1
         self.messages_sent += size
-        self.duplicates_sent += size - 1
+        if self.messages_sent % _COMPACT_EVERY < size:
+            self._compact(now - ASK_HORIZON)
+
+    def _compact(self, horizon: float) -> None:
+        """Move questions posted before ``horizon`` out of the dict, keeping only their latencies."""
+        asks = self._asks
+        while asks:
+            mid = next(iter(asks))
+            ask = asks[mid]
+            if ask.posted > horizon:
+                break
+            del asks[mid]
+            if ask.first is not None and ask.last is not None:
+                self._first_ms.append((ask.first - ask.posted) * 1000.0)
+                self._last_ms.append((ask.last - ask.posted) * 1000.0)
 
     # ------------------------------------------------------------------ reading replies
 
@@ -327,8 +355,8 @@ class TrafficGenerator:
 
     def stats(self) -> dict[str, Any]:
         """Counts and the users' view of reply latency (ms, nearest-rank percentiles)."""
-        first: list[float] = []
-        last: list[float] = []
+        first: list[float] = self._first_ms.tolist()
+        last: list[float] = self._last_ms.tolist()
         for ask in self._asks.values():
             if ask.first is not None and ask.last is not None:
                 first.append((ask.first - ask.posted) * 1000.0)

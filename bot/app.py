@@ -36,6 +36,7 @@ async def serve(
     before_close: Callable[[Components], Awaitable[None]] | None = None,
     drain_timeout: float = 10.0,
     sync_commands: bool = True,
+    client_options: dict[str, Any] | None = None,
 ) -> ServeResult:
     """Run the bot until ``stop`` is set; return its figures once everything is flushed and closed.
 
@@ -48,7 +49,7 @@ async def serve(
 
     configure_endpoints(settings.discord_api, settings.discord_gateway)
     components = Components(settings)
-    bot = ChatBot(components, sync_commands=sync_commands)
+    bot = ChatBot(components, sync_commands=sync_commands, **(client_options or {}))
     result = ServeResult(summary={}, counters={})
 
     async def watch_ready() -> None:

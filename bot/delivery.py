@@ -145,9 +145,11 @@ async def deliver(
             last_sync = clock()
             while not pump.done:
                 await pump.wait(last_sync + edit_interval)
-                if pump.done or clock() - last_sync >= edit_interval:
+                if not pump.done and clock() - last_sync >= edit_interval:
                     await _sync(sink, pump.text, result, limit)
                     last_sync = clock()
+            # The final edit keeps the pace too: edits stay at most one per interval.
+            await asyncio.sleep(max(0.0, last_sync + edit_interval - clock()))
         result.error = pump.error
         text = pump.text
         if not text.strip() and pump.error is None:

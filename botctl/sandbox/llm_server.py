@@ -25,6 +25,7 @@ Imports nothing but aiohttp and orjson (and the standard library).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import math
@@ -283,6 +284,10 @@ class LLMServer:
         self.strict_models = strict_models
         self.faults: list[Fault] = []
         self.calls_total = 0
+        # The last requests' message lists, so tests can see what the bot sent (bounded).
+        self.recent_requests: collections.deque[list[dict[str, Any]]] = collections.deque(
+            maxlen=200
+        )
         self.calls_by_model: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -468,6 +473,8 @@ class LLMServer:
 
     async def _chat_inner(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
+        if body is not None and isinstance(body.get("messages"), list):
+            self.recent_requests.append(body["messages"])
         if body is None:
             return _json({"error": "invalid request body"}, 400)
         model = body.get("model")

@@ -51,6 +51,8 @@ from bot.llm_errors import (
 if TYPE_CHECKING:
     from bot.metrics import MetricsService
 
+MAX_CONNECTIONS = 512
+
 __all__ = ["ChatChunk", "ChatResult", "ChatStream", "DedupRole", "OllamaService"]
 
 DedupRole = Literal["leader", "follower", "window", "off"]
@@ -467,7 +469,10 @@ class OllamaService:
         session = self._session
         if session is None or (self._owns_session and session.closed):
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100), raise_for_status=False
+                # Ollama queues up to 512 requests (OLLAMA_MAX_QUEUE); aiohttp's default of 100
+                # connections would queue the rest in the client, hiding them from the server.
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                raise_for_status=False,
             )
             self._session = session
         return session

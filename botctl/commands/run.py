@@ -33,7 +33,7 @@ def run(
     llm_url: Annotated[
         str | None,
         typer.Option(
-            help="Ollama URL [default: http://127.0.0.1:11434].",
+            help="Ollama URL (default http://127.0.0.1:11434).",
             envvar=["OLLAMA_URL", "OLLAMA_HOST"],
             rich_help_panel=LLM,
         ),
@@ -41,13 +41,13 @@ def run(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model name [default: llama3.2].", envvar="OLLAMA_MODEL", rich_help_panel=LLM
+            help="Model name (default llama3.2).", envvar="OLLAMA_MODEL", rich_help_panel=LLM
         ),
     ] = None,
     llm_timeout: Annotated[
         float | None,
         typer.Option(
-            help="Seconds before an LLM call is given up [default: 120].",
+            help="Seconds before an LLM call is given up (default 120).",
             envvar="BOT_LLM_TIMEOUT",
             rich_help_panel=LLM,
         ),
@@ -63,7 +63,7 @@ def run(
     dedup_window: Annotated[
         float | None,
         typer.Option(
-            help="Seconds a finished answer is reused for an identical request (0 = in flight only) [default: 5].",
+            help="Seconds a finished answer is reused for an identical request (0 = in flight only) (default 5).",
             envvar="BOT_DEDUP_WINDOW",
             rich_help_panel=LLM,
         ),
@@ -79,18 +79,18 @@ def run(
     ] = False,
     history_limit: Annotated[
         int | None,
-        typer.Option(help="Messages kept per channel [default: 20].", envvar="BOT_HISTORY_LIMIT"),
+        typer.Option(help="Messages kept per channel (default 20).", envvar="BOT_HISTORY_LIMIT"),
     ] = None,
     history_channels: Annotated[
         int | None,
         typer.Option(
-            help="Channels kept in the history LRU [default: 1000].", envvar="BOT_HISTORY_CHANNELS"
+            help="Channels kept in the history LRU (default 1000).", envvar="BOT_HISTORY_CHANNELS"
         ),
     ] = None,
     cooldown: Annotated[
         float | None,
         typer.Option(
-            help="Seconds between two questions of one user [default: 2 on Discord, 0 in the sandbox].",
+            help="Seconds between two questions of one user (default 2 on Discord, 0 in the sandbox).",
             envvar="BOT_COOLDOWN",
         ),
     ] = None,
@@ -115,7 +115,7 @@ def run(
     metrics_file: Annotated[
         Path | None,
         typer.Option(
-            help="JSON Lines metrics file [default: profiles/metrics.jsonl].",
+            help="JSON Lines metrics file (default profiles/metrics.jsonl).",
             envvar="BOT_METRICS_FILE",
             rich_help_panel=METRICS,
         ),
@@ -123,7 +123,7 @@ def run(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            help="Write metrics every N events [default: 50].",
+            help="Write metrics every N events (default 50).",
             envvar="BOT_BATCH_SIZE",
             rich_help_panel=METRICS,
         ),
@@ -131,32 +131,32 @@ def run(
     batch_interval: Annotated[
         float | None,
         typer.Option(
-            help="... or every N seconds, whichever comes first [default: 60].",
+            help="... or every N seconds, whichever comes first (default 60).",
             envvar="BOT_BATCH_INTERVAL",
             rich_help_panel=METRICS,
         ),
     ] = None,
     users: Annotated[
-        int | None, typer.Option(help="Simulated users [default: 20].", rich_help_panel=SANDBOX)
+        int | None, typer.Option(help="Simulated users (default 20).", rich_help_panel=SANDBOX)
     ] = None,
     channels: Annotated[
-        int | None, typer.Option(help="Channels [default: 10].", rich_help_panel=SANDBOX)
+        int | None, typer.Option(help="Channels (default 10).", rich_help_panel=SANDBOX)
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option(help="Messages per second [default: 5].", rich_help_panel=SANDBOX),
+        typer.Option(help="Messages per second (default 5).", rich_help_panel=SANDBOX),
     ] = None,
     duplicate_ratio: Annotated[
         float | None,
         typer.Option(
-            help="Share of messages that repeat a question another user is asking at the same time [default: 0.3].",
+            help="Share of messages that repeat a question another user is asking at the same time (default 0.3).",
             rich_help_panel=SANDBOX,
         ),
     ] = None,
     seed: Annotated[
         int | None,
         typer.Option(
-            help="Random seed of the simulated traffic [default: 0].", rich_help_panel=SANDBOX
+            help="Random seed of the simulated traffic (default 0).", rich_help_panel=SANDBOX
         ),
     ] = None,
     chat: Annotated[

@@ -1,0 +1,355 @@
+"""End to end: sandbox messages per second through the bot, against a bare discord.py bot.
+
+Each trial runs in a child process of its own (``python -m botctl.bench.e2e CONFIG_JSON``), which
+starts the sandbox in *its* own process (:class:`~botctl.sandbox.client.SandboxProcess`) and runs
+either the real bot (:func:`bot.app.serve`) or the ceiling (:func:`~botctl.sandbox.bare_bot.run_bare_bot`,
+one "ok" per mention) in-process. Both see the same sandbox, the same load and the same LLM set to
+answer at once (latency 0, every token in one write), so what separates them is the bot's own cost.
+
+Throughput is the replies the simulated users received per second inside the load window (after a
+warm-up), read from the sandbox's own counters and clock at both ends of the window. The load is
+meant to saturate, so reply latency there is mostly queueing; it is reported, not budgeted.
+
+A fresh child per trial keeps one trial's heap, sockets and discord.py state out of the next, and
+leaves the coordinating process idle while it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from botctl.bench.common import median, ratio, rotated
+
+__all__ = ["E2EConfig", "E2EResult", "run_child", "run_e2e", "run_trial"]
+
+Kind = Literal["bot", "bare"]
+
+# A trial that takes longer than its own duration plus this is stuck: it is killed and reported.
+TRIAL_OVERHEAD_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class E2EConfig:
+    kind: Kind = "bot"
+    rate: float = 400.0
+    duplicate_ratio: float = 0.0
+    duration: float = 8.0
+    warmup: float = 1.5
+    seed: int = 1
+    users: int = 50
+    channels: int = 10
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> E2EConfig:
+        return cls(**json.loads(text))
+
+
+@dataclass(slots=True)
+class E2EResult:
+    kind: Kind
+    replies_per_s: float
+    offered_per_s: float
+    window_s: float
+    replies: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    bot_cpu_s: float
+    sandbox_cpu_s: float | None
+    llm_calls: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux ``/proc``), else ``None``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _self_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _measure(
+    sandbox: Any, config: E2EConfig, stop: asyncio.Event, out: dict[str, Any]
+) -> None:
+    """Start the load, skip the warm-up, read the counters at both ends of the window, stop."""
+    try:
+        await sandbox.start_traffic()
+        await asyncio.sleep(config.warmup)
+        pid = sandbox.proc.pid if sandbox.proc is not None else None
+        first = await sandbox.traffic_stats()
+        cpu0, sb0 = _self_cpu_s(), _proc_cpu_s(pid) if pid else None
+        await asyncio.sleep(config.duration)
+        last = await sandbox.traffic_stats()
+        cpu1, sb1 = _self_cpu_s(), _proc_cpu_s(pid) if pid else None
+        out.update(first=first, last=last, bot_cpu_s=cpu1 - cpu0)
+        out["sandbox_cpu_s"] = sb1 - sb0 if sb0 is not None and sb1 is not None else None
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        stop.set()
+
+
+def _result(config: E2EConfig, out: dict[str, Any], llm_calls: int | None) -> E2EResult:
+    first, last = out.get("first"), out.get("last")
+    if not first or not last:
+        return E2EResult(
+            config.kind, 0.0, 0.0, 0.0, 0, None, None, None, 0.0, None, llm_calls,
+            error=out.get("error") or "the load window was never measured",
+        )  # fmt: skip
+    window = float(last["elapsed_s"]) - float(first["elapsed_s"])
+    replies = int(last["replies_received"]) - int(first["replies_received"])
+    sent = int(last["messages_sent"]) - int(first["messages_sent"])
+    return E2EResult(
+        kind=config.kind,
+        replies_per_s=ratio(replies, window),
+        offered_per_s=ratio(sent, window),
+        window_s=window,
+        replies=replies,
+        p50_ms=last.get("last_reply_p50_ms"),
+        p95_ms=last.get("last_reply_p95_ms"),
+        p99_ms=last.get("last_reply_p99_ms"),
+        bot_cpu_s=float(out.get("bot_cpu_s", 0.0)),
+        sandbox_cpu_s=out.get("sandbox_cpu_s"),
+        llm_calls=llm_calls,
+        error=out.get("error"),
+    )
+
+
+async def run_trial(config: E2EConfig) -> E2EResult:
+    """One trial in this process: the sandbox in its own process, the bot (or bare bot) here."""
+    from botctl.sandbox.client import SandboxProcess
+    from botctl.sandbox.process import SandboxConfig
+
+    sandbox_config = SandboxConfig(
+        channels=config.channels,
+        users=config.users,
+        rate=config.rate,
+        duplicate_ratio=config.duplicate_ratio,
+        seed=config.seed,
+        llm=True,
+        llm_latency=0.0,
+        llm_tokens_per_second=0.0,  # every token in one write: the bot's cost, not the model's
+    )
+    out: dict[str, Any] = {}
+    stop = asyncio.Event()
+    async with SandboxProcess(sandbox_config) as sandbox:
+        endpoints = sandbox.endpoints
+        assert endpoints is not None
+        if config.kind == "bare":
+            await _run_bare(sandbox, endpoints, config, stop, out)
+        else:
+            await _run_bot(sandbox, endpoints, config, stop, out)
+        llm_calls: int | None = None
+        with contextlib.suppress(Exception):
+            llm = await sandbox.llm_stats()
+            llm_calls = int(llm["calls_total"]) if llm else None
+    return _result(config, out, llm_calls)
+
+
+async def _run_bare(
+    sandbox: Any, endpoints: Any, config: E2EConfig, stop: asyncio.Event, out: dict[str, Any]
+) -> None:
+    from botctl.sandbox.bare_bot import run_bare_bot
+
+    ready = asyncio.Event()
+
+    async def when_ready() -> None:
+        await ready.wait()
+        await _measure(sandbox, config, stop, out)
+
+    measuring = asyncio.create_task(when_ready())
+    try:
+        await run_bare_bot(endpoints.api_base, endpoints.gateway_url, stop=stop, ready=ready)
+    except Exception as exc:
+        out.setdefault("error", f"{type(exc).__name__}: {exc}")
+    finally:
+        measuring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await measuring
+        with contextlib.suppress(Exception):
+            await sandbox.stop_traffic()
+
+
+async def _run_bot(
+    sandbox: Any, endpoints: Any, config: E2EConfig, stop: asyncio.Event, out: dict[str, Any]
+) -> None:
+    from bot.app import serve
+    from bot.components import Components
+    from bot.settings import Settings, with_overrides
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def on_ready(_components: Components) -> None:
+        # In a task of its own: serve() awaits on_ready, which must not hold it for the window.
+        task = asyncio.create_task(_measure(sandbox, config, stop, out))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def before_close(_components: Components) -> None:
+        with contextlib.suppress(Exception):
+            await sandbox.stop_traffic()
+
+    with tempfile.TemporaryDirectory(prefix="botctl-bench-") as tmp:
+        settings = with_overrides(
+            Settings(),
+            llm_url=endpoints.llm_url,
+            discord_api=endpoints.api_base,
+            discord_gateway=endpoints.gateway_url,
+            metrics_file=str(Path(tmp) / "metrics.jsonl"),
+        )
+        # A short drain: replies still queued after the window are not measured.
+        result = await serve(
+            settings,
+            "sandbox-token",
+            stop,
+            on_ready=on_ready,
+            before_close=before_close,
+            drain_timeout=1.0,
+        )
+    if result.error:
+        out.setdefault("error", result.error)
+    for task in list(tasks):
+        task.cancel()
+
+
+def run_child(config: E2EConfig, *, python: str = sys.executable) -> E2EResult:
+    """One trial in a fresh child process (bounded in time); its result, or one saying why not."""
+    timeout = config.warmup + config.duration + TRIAL_OVERHEAD_S
+    env = dict(os.environ)
+    env.pop("DISCORD_TOKEN", None)
+    try:
+        proc = subprocess.run(
+            [python, "-m", "botctl.bench.e2e", config.to_json()],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return _failed(config, f"the trial did not finish within {timeout:.0f} s")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        return _failed(config, f"the trial exited with code {proc.returncode}: {tail}")
+    data = json.loads(lines[-1])
+    return E2EResult(**data)
+
+
+def _failed(config: E2EConfig, error: str) -> E2EResult:
+    return E2EResult(config.kind, 0.0, 0.0, 0.0, 0, None, None, None, 0.0, None, error=error)
+
+
+def run_e2e(
+    *,
+    duplicate_ratios: tuple[float, ...] = (0.0, 0.3),
+    rate: float = 400.0,
+    duration: float = 8.0,
+    warmup: float = 1.5,
+    pairs: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Alternate bot and bare trials ``pairs`` times per duplicate ratio; medians and the ratio."""
+    rows: list[dict[str, Any]] = []
+    for dup in duplicate_ratios:
+        trials: dict[str, list[E2EResult]] = {"bot": [], "bare": []}
+        kinds: list[Kind] = ["bot", "bare"]
+        for r in range(pairs):
+            for kind in rotated(kinds, r):
+                config = E2EConfig(
+                    kind=kind, rate=rate, duplicate_ratio=dup, duration=duration, warmup=warmup
+                )
+                if progress is not None:
+                    progress(f"end to end: {kind}, {dup:.0%} duplicates, trial {r + 1}/{pairs}")
+                trials[kind].append(run_child(config))
+        rows.append(_summarise(dup, rate, trials))
+    return {
+        "rate": rate,
+        "duration_s": duration,
+        "warmup_s": warmup,
+        "pairs": pairs,
+        "rows": rows,
+    }
+
+
+def _summarise(dup: float, rate: float, trials: dict[str, list[E2EResult]]) -> dict[str, Any]:
+    def stats(results: list[E2EResult]) -> dict[str, Any]:
+        good = [t for t in results if t.error is None and t.window_s > 0]
+
+        def med(values: list[float | None]) -> float | None:
+            present = [v for v in values if v is not None]
+            return median(present) if present else None
+
+        return {
+            "replies_per_s": med([t.replies_per_s for t in good]),
+            "offered_per_s": med([t.offered_per_s for t in good]),
+            "p50_ms": med([t.p50_ms for t in good]),
+            "p95_ms": med([t.p95_ms for t in good]),
+            "p99_ms": med([t.p99_ms for t in good]),
+            "cpu_share_bot": med([ratio(t.bot_cpu_s, t.window_s) for t in good]),
+            "cpu_share_sandbox": med(
+                [ratio(t.sandbox_cpu_s, t.window_s) for t in good if t.sandbox_cpu_s is not None]
+            ),
+            "samples": [round(t.replies_per_s, 1) for t in good],
+            "errors": [t.error for t in results if t.error is not None],
+        }
+
+    bot, bare = stats(trials["bot"]), stats(trials["bare"])
+    # Ratios per pair (bot trial r against bare trial r) as well as of the medians: a pair ran
+    # back to back, so its ratio is the least exposed to slow drift.
+    pair_ratios = [
+        ratio(b.replies_per_s, c.replies_per_s)
+        for b, c in zip(trials["bot"], trials["bare"], strict=False)
+        if b.error is None and c.error is None and c.replies_per_s > 0
+    ]
+    vs_bare = (
+        ratio(bot["replies_per_s"], bare["replies_per_s"])
+        if bot["replies_per_s"] is not None and bare["replies_per_s"] is not None
+        else None
+    )
+    return {
+        "duplicate_ratio": dup,
+        "rate": rate,
+        "bot": bot,
+        "bare": bare,
+        "ratio": vs_bare,
+        "pair_ratios": [round(x, 3) for x in pair_ratios],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    config = E2EConfig.from_json(args[0]) if args else E2EConfig()
+    result = asyncio.run(run_trial(config))
+    sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

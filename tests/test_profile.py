@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from botctl.profiling.launcher import throughput_from_metrics, throughput_from_summary
-from botctl.profiling.modes import default_output, is_botctl_run, memory_prefix
+from botctl.profiling.modes import catches_signal, default_output, is_botctl_run, memory_prefix
 from botctl.profiling.pyspy import PySpyOptions, build_command, parse_failure
 
 BOT = [sys.executable, "-m", "botctl"]
@@ -123,6 +123,23 @@ def test_throughput_from_the_bots_summary_and_metrics(tmp_path: Path) -> None:
 
 def test_cmdline_check_knows_a_bot_from_another_process() -> None:
     assert is_botctl_run(os.getpid()) is False
+
+
+def test_signal_check_reads_the_handlers_of_a_process() -> None:
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        assert catches_signal(os.getpid(), signal.SIGUSR1) is True
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert catches_signal(os.getpid(), signal.SIGUSR1) is False
+
+
+def test_cprofile_pid_never_signals_a_process_that_is_not_a_bot(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    # This very process would die of a SIGUSR1: the check must refuse before signalling.
+    args = ("profile", "--mode", "cprofile", "--pid", str(os.getpid()), "--duration", "1")
+    assert "is not `botctl run`" in one_line_error(botctl(*args, cwd=tmp_path, env=clean_env))
 
 
 @pytest.mark.parametrize(
@@ -252,4 +269,6 @@ def test_cprofile_attaches_to_a_running_bot(tmp_path: Path, clean_env: dict[str,
         except subprocess.TimeoutExpired:
             bot.kill()
             bot.wait(timeout=5)
+        if bot.stdout is not None:
+            bot.stdout.close()
     assert bot.returncode == 0

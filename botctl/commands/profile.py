@@ -62,7 +62,7 @@ def profile(
         typer.Option(
             "--output",
             "-o",
-            help="Where to write [default: profiles/<mode>-<YYYYmmdd-HHMMSS>.<ext>]; for memory, "
+            help="Where to write \\[default: profiles/<mode>-<YYYYmmdd-HHMMSS>.<ext>]; for memory, "
             "a prefix for .txt and .json. A missing folder is made.",
             show_default=False,
         ),
@@ -85,7 +85,7 @@ def profile(
         typer.Option(
             "--format",
             "-f",
-            help="Output of py-spy [default: flamegraph].",
+            help="Output of py-spy \\[default: flamegraph].",
             rich_help_panel=PYSPY,
             show_default=False,
         ),
@@ -97,7 +97,7 @@ def profile(
             "-r",
             min=1,
             max=10000,
-            help="Samples per second [default: 100; 1000 takes a core].",
+            help="Samples per second \\[default: 100; 1000 takes a core].",
             rich_help_panel=PYSPY,
             show_default=False,
         ),
@@ -107,7 +107,7 @@ def profile(
         typer.Option(
             "--gil/--no-gil",
             help="Only samples holding the GIL, which hides the event loop's idle wait "
-            "[default: --gil].",
+            "\\[default: --gil].",
             rich_help_panel=PYSPY,
             show_default=False,
         ),
@@ -136,7 +136,7 @@ def profile(
         Backend | None,
         typer.Option(
             "--backend",
-            help="tracemalloc (built in) or memray (when installed) [default: tracemalloc].",
+            help="tracemalloc (built in) or memray (when installed) \\[default: tracemalloc].",
             rich_help_panel=MEMORY,
             show_default=False,
         ),
@@ -219,6 +219,7 @@ def profile(
         backend=(backend or Backend.tracemalloc).value,
         top=top,
     )
+    modes.check_target(request)
     reporter = ProfileReporter()
     reporter.starting(request)
     result = modes.run_profile(request)

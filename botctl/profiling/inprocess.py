@@ -161,10 +161,23 @@ class OnDemandCProfile:
         try:
             if self.profiler is None:
                 self._start()
+            elif self._new_request():
+                # The CLI that started this one gave up without its second signal: write what
+                # was profiled where it asked, then serve the new request.
+                self.stop(answer=False)
+                self._start()
             else:
                 self.stop()
         except Exception as exc:
             self._answer(FAILED, f"{type(exc).__name__}: {exc}")
+
+    def _new_request(self) -> bool:
+        request = read_request(request_path(self.pid))
+        return (
+            request is not None
+            and request.get("state") == REQUESTED
+            and request.get("output") != str(self.output)
+        )
 
     def _start(self) -> None:
         path = request_path(self.pid)
@@ -184,7 +197,7 @@ class OnDemandCProfile:
         self._answer(STARTED, None)
         _warn(f"cProfile started (SIGUSR1); the next SIGUSR1 writes {self.output}")
 
-    def stop(self) -> None:
+    def stop(self, answer: bool = True) -> None:
         """Stop the profiler and write its file; a no-op when none runs."""
         profiler, output = self.profiler, self.output
         if profiler is None or output is None:
@@ -192,7 +205,8 @@ class OnDemandCProfile:
         self.profiler = None
         profiler.disable()
         _dump_atomic(profiler, output)
-        self._answer(WRITTEN, None)
+        if answer:
+            self._answer(WRITTEN, None)
         _warn(f"cProfile written to {output}")
 
     def _read_trusted(self, path: Path) -> dict[str, Any] | None:

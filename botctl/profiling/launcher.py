@@ -38,6 +38,7 @@ POLL = 0.1
 _METRICS_LINE = re.compile(r"^\s*metrics\s*:\s*(?P<path>\S.*?)\s*$")
 _MESSAGES_ROW = re.compile(r"\bmessages\b\W+(?P<count>\d+)\s+\((?P<rate>[\d.]+)/s\)")
 _REPLIES_ROW = re.compile(r"\breplies\b\W+(?P<count>\d+)\s+\((?P<errors>\d+) errors\)")
+_TABLE_CHARS = frozenset("+|-=" + "".join(chr(c) for c in range(0x2500, 0x2580)))
 _SUMMARY_TITLE = re.compile(r"Summary \((?P<elapsed>[\d.]+) s\)")
 
 
@@ -98,7 +99,13 @@ class BotExit:
         lines = self.stdout.splitlines()
         for i, line in enumerate(lines):
             if _SUMMARY_TITLE.search(line):
-                return "\n".join(lines[i:]).rstrip()
+                table = [line]
+                # The table ends at its last border; a wrapper (memray) may print after it.
+                for row in lines[i + 1 :]:
+                    if not row[:1] or row[0] not in _TABLE_CHARS:
+                        break
+                    table.append(row)
+                return "\n".join(table).rstrip()
         return ""
 
     def throughput(self) -> Throughput | None:
@@ -266,6 +273,8 @@ class LaunchedBot:
         env.update(self.env_overrides)
         # Banner lines must reach us as they are printed, not when a pipe buffer fills.
         env["PYTHONUNBUFFERED"] = "1"
+        # Rich wraps at 80 columns on a pipe, which would cut the banner's metrics path in two.
+        env["COLUMNS"] = "200"
         self.launched_at = time.time()
         try:
             self._process = subprocess.Popen(

@@ -67,11 +67,21 @@ class MemrayReport:
         }
 
 
+def _importing(stack: Sequence[tuple[str, str, int]]) -> bool:
+    return any(file.startswith("<frozen importlib") for _function, file, _line in stack)
+
+
 def _sites(records: Iterable[Any], top: int) -> list[dict[str, Any]]:
-    """Records merged by Python stack (they come split by allocator), largest first."""
+    """Records merged by Python stack (they come split by allocator), largest first.
+
+    Allocations made while importing (code objects, module dicts) are left out: they dominate a
+    short run's peak and say nothing about what the bot does while it serves.
+    """
     merged: dict[tuple[tuple[str, str, int], ...], list[int]] = {}
     for record in records:
         stack = tuple(record.stack_trace(max_stacks=STACK_DEPTH))
+        if _importing(stack):
+            continue
         sums = merged.setdefault(stack, [0, 0])
         sums[0] += int(record.size)
         sums[1] += int(record.n_allocations)
@@ -129,7 +139,7 @@ def render_text(report: MemrayReport) -> str:
         ("Largest allocation sites at the peak", report.at_peak),
         ("Largest allocation sites still allocated at exit", report.at_exit),
     ):
-        lines += ["", f"{title} (most recent frame first):"]
+        lines += ["", f"{title}, imports left out (most recent frame first):"]
         for rank, site in enumerate(sites, 1):
             lines.append("")
             lines.append(

@@ -9,6 +9,7 @@ cProfile is toggled inside the bot with two SIGUSR1 and a request file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -151,6 +152,18 @@ def is_botctl_run(pid: int) -> bool | None:
     )
 
 
+def catches_signal(pid: int, sig: signal.Signals) -> bool | None:
+    """Whether ``pid`` has a handler for ``sig`` (``SigCgt`` in ``/proc``); ``None`` if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -168,6 +181,27 @@ def _alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------------------------------
 # Modes
+
+
+def check_target(request: ProfileRequest) -> None:
+    """Refuse, before anything starts, a ``--pid`` that cannot be profiled in this mode."""
+    if request.pid is None:
+        return
+    pid = request.pid
+    check_pid(pid)
+    if request.mode != "cprofile":
+        return
+    # SIGUSR1 kills a process that does not handle it: only signal a bot that catches it.
+    if is_botctl_run(pid) is False:
+        raise BotctlError(
+            f"pid {pid} is not `botctl run`; cProfile attaches only to a bot started with "
+            "`botctl run` (use --mode pyspy for any Python process)"
+        )
+    if catches_signal(pid, inprocess.ON_DEMAND_SIGNAL) is False:
+        raise BotctlError(
+            f"pid {pid} does not handle SIGUSR1 (a wrapper such as `timeout`, a bot still "
+            "starting, or an older botctl); pass the pid of the Python process of `botctl run`"
+        )
 
 
 def run_profile(request: ProfileRequest) -> ProfileResult:
@@ -233,13 +267,7 @@ def cprofile_attach(request: ProfileRequest) -> ProfileResult:
     """The signal method: request file, SIGUSR1 (start), countdown, SIGUSR1 (stop and write)."""
     assert request.pid is not None
     pid = request.pid
-    check_pid(pid)
-    if is_botctl_run(pid) is False:
-        # SIGUSR1 kills a process that does not handle it: only signal a bot.
-        raise BotctlError(
-            f"pid {pid} is not `botctl run`; cProfile attaches only to a bot started with "
-            "`botctl run` (use --mode pyspy for any Python process)"
-        )
+    check_target(request)
     output = request.output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     path = inprocess.request_path(pid)
@@ -247,14 +275,21 @@ def cprofile_attach(request: ProfileRequest) -> ProfileResult:
     inprocess.write_json_atomic(
         path, {"output": str(output), "state": inprocess.REQUESTED, "by": os.getpid()}
     )
+    running = False
     try:
         os.kill(pid, signal.SIGUSR1)
         _await_state(path, pid, (inprocess.STARTED,), ANSWER_TIMEOUT, "start cProfile")
+        running = True
         shown = countdown(request.duration, f"cProfile, pid {pid}", alive=lambda: _alive(pid))
         if _alive(pid):
             os.kill(pid, signal.SIGUSR1)
+        running = False
         _await_state(path, pid, (inprocess.WRITTEN,), WRITE_TIMEOUT, "write the profile")
     finally:
+        if running and _alive(pid):
+            # Leaving on an error: do not leave the bot paying for a profiler nobody reads.
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
         path.unlink(missing_ok=True)
     if not _fresh(output, started):
         raise BotctlError(f"pid {pid} wrote no profile to {output}")

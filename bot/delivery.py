@@ -130,8 +130,10 @@ async def deliver(
         while pump.first_token_at is None and not pump.done:
             await pump.wait(next_typing)
             if pump.first_token_at is None and not pump.done and clock() >= next_typing:
-                await sink.typing()
-                result.typing_calls += 1
+                # A hint only: a refused typing call (a 5xx, a 429 given up) must not cost the answer.
+                with contextlib.suppress(Exception):
+                    await sink.typing()
+                    result.typing_calls += 1
                 next_typing = clock() + TYPING_RENEW
         if pump.first_token_at is not None:
             result.first_token_s = pump.first_token_at - started

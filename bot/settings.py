@@ -76,6 +76,11 @@ class Settings:
         """True when the bot runs against the embedded sandbox (no Discord token)."""
         return not self.token
 
+    def __repr__(self) -> str:
+        # The generated repr would show an LLM URL's user:password; tracebacks and logs print reprs.
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.redacted().items())
+        return f"Settings({shown})"
+
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data with the token masked, for banners and reports."""
         out: dict[str, Any] = {}
@@ -92,14 +97,24 @@ class Settings:
 
 
 def strip_credentials(url: str) -> str:
-    """``url`` without any ``user:password@`` part, so it can be printed or logged."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    """``url`` without any ``user:password@`` part, so it can be printed or logged.
+
+    Never raises: it also serves the error messages about URLs that do not parse (a bad port, an
+    unclosed ``[``), so it cuts the text itself rather than asking ``urlsplit`` for the host.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = len(rest)
+    for stop in "/?#":
+        index = rest.find(stop)
+        if index != -1:
+            end = min(end, index)
+    authority = rest[:end]
+    if "@" not in authority:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    host = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{host}{rest[end:]}"
 
 
 def normalize_llm_url(value: str) -> str:
@@ -113,7 +128,10 @@ def normalize_llm_url(value: str) -> str:
         raw = "http://" + raw
     else:
         default_port = 443 if raw.lower().startswith("https://") else 80
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # an unclosed "[" of an IPv6 address
+        parts = urlsplit("invalid:")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(
             f"llm_url: expected an http(s) URL such as http://127.0.0.1:11434, "
@@ -140,9 +158,17 @@ def normalize_llm_url(value: str) -> str:
 def _url(name: str, schemes: tuple[str, ...], example: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         text = str(value).strip()
-        parts = urlsplit(text)
-        if parts.scheme not in schemes or not parts.hostname:
+        try:
+            parts = urlsplit(text)
+            # .port raises on a port out of range; port 0 cannot be connected to.
+            valid = parts.scheme in schemes and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a bad port, an unclosed "[" of an IPv6 address
+            valid = False
+        if not valid:
             raise SettingsError(f"{name}: expected a URL such as {example}")
+        if "@" in parts.netloc:
+            # discord.py authenticates with the bot token alone and refuses user:password@.
+            raise SettingsError(f"{name}: remove the user:password@ part (the token is enough)")
         return text.rstrip("/")
 
     return check

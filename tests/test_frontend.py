@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +191,7 @@ async def test_streamed_answer_is_edited_at_most_once_a_second(tmp_path: Path) -
         message = parts[0]
         assert 1 <= len(message.edits) <= 4
         times = [message.at, *(e.at for e in message.edits)]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= 0.9, gaps
         assert message.content == answer_for(
             [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import discord
@@ -15,6 +16,14 @@ class MessageReplySink:
         self.reference = message.to_reference(fail_if_not_exists=False)
 
     async def send(self, content: str) -> discord.Message:
+        try:
+            return await self._send(content)
+        except discord.DiscordServerError:
+            # discord.py retries 500/502/504 itself but not 503; one more try saves the reply.
+            await asyncio.sleep(1.0)
+            return await self._send(content)
+
+    async def _send(self, content: str) -> discord.Message:
         return await self.message.channel.send(
             content, reference=self.reference, mention_author=False
         )

@@ -18,7 +18,7 @@ def run(
     token: Annotated[
         str | None,
         typer.Option(
-            help="Discord bot token. Without one the bot runs in the sandbox.",
+            help="Discord bot token (prefer the env var: a flag shows in ps). Without one the bot runs in the sandbox.",
             envvar="DISCORD_TOKEN",
             show_default=False,
         ),
@@ -229,17 +229,23 @@ def run(
 
 
 def _check_metrics_path(path: Path) -> None:
-    """Fail before start-up, in one line, when the metrics file cannot be written."""
+    """Fail before start-up, in one line, when the metrics file cannot be written.
+
+    Opening it for append (creating it, 0600, as the bot would) is the one check that holds for
+    root too: ``os.access`` says yes to root under a file or on a read-only mount.
+    """
     import os
 
-    folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise BotctlError(
             f"metrics file {path} is a directory; pass a file path with --metrics-file"
         )
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    target = path if path.exists() else probe
-    if not os.access(target, os.W_OK):
-        raise BotctlError(f"cannot write the metrics file {path}; pick another with --metrics-file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BotctlError(
+            f"cannot write the metrics file {path} ({reason}); pick another with --metrics-file"
+        ) from None
+    os.close(fd)

@@ -520,6 +520,20 @@ class DiscordServer:
         self._dispatch(b"CHANNEL_CREATE", orjson.dumps(channel))
         return str(channel["id"])
 
+    def delete_channel(self, channel_id: str | int) -> bool:
+        """Delete a channel made by :meth:`create_channel`, announced with CHANNEL_DELETE (the bot's
+        client then forgets it, as on Discord); ``False`` if there is no such channel."""
+        cid = str(channel_id)
+        if cid in self.guild_channel_ids:
+            raise ValueError("the guild's own channels stay")
+        channel = self._channels.pop(cid, None)
+        if channel is None:
+            return False
+        self.channel_ids.remove(cid)
+        self._channel_history.pop(cid, None)
+        self._dispatch(b"CHANNEL_DELETE", orjson.dumps(channel))
+        return True
+
     def _member(self, user: JSON) -> JSON:
         return {**self._member_stub, "user": user}
 

@@ -9,7 +9,8 @@ moment: a *burst* of 2-4 identical questions from different users, all posted at
 request is keyed on the system prompt, the channel's history and the text, so identical questions
 only make identical requests when their channels' histories are identical too: each message of a
 burst goes to a *fresh* channel (announced to the bot with CHANNEL_CREATE first), where the history
-is empty. Single questions go to the guild's regular channels, whose histories grow.
+is empty, and deleted (CHANNEL_DELETE) two minutes later, so a long run keeps a bounded number of
+channels. Single questions go to the guild's regular channels, whose histories grow.
 
 The users read the bot's replies (the server's records of its sends and edits) and measure, per
 question, the time to the first part of the reply and to the last send or edit of it.
@@ -23,6 +24,7 @@ import math
 import random
 import time
 from array import array
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +87,9 @@ DEFAULT_QUESTIONS: tuple[str, ...] = (
 MAX_DUPLICATE_RATIO = 0.75
 # Questions older than this are settled into latency arrays, so a long run keeps little per message.
 ASK_HORIZON = 120.0
+# A burst's fresh channels are deleted this long after the burst: answered by then, and a long run
+# then keeps a bounded number of channels (on both sides: the bot's client caches every channel).
+FRESH_CHANNEL_TTL = ASK_HORIZON
 _COMPACT_EVERY = 1024
 
 
@@ -217,6 +222,7 @@ class TrafficGenerator:
         self._round: list[str] = []
         self._task: asyncio.Task[None] | None = None
         self._asks: dict[str, _Ask] = {}
+        self._fresh: deque[tuple[float, list[str]]] = deque()  # (posted, channels) per burst
         self._first_ms: array[float] = array("d")
         self._last_ms: array[float] = array("d")
         self.messages_sent = 0
@@ -313,8 +319,12 @@ class TrafficGenerator:
         else:
             self.bursts += 1
             taken: set[str] = set()
+            while self._fresh and self._fresh[0][0] <= now - FRESH_CHANNEL_TTL:
+                for old in self._fresh.popleft()[1]:
+                    server.delete_channel(old)
             # All channels first, so every CHANNEL_CREATE reaches the bot before the questions.
             channels = [server.create_channel() for _ in range(size)]
+            self._fresh.append((now, channels))
             self.fresh_channels += size
             for channel in channels:
                 user = self._next_user(taken)

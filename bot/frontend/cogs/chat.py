@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -127,6 +128,17 @@ class Chat(commands.Cog):
         status = "ok"
         try:
             result = await deliver(self.engine.ask(channel, text), sink)
+        except asyncio.CancelledError:
+            # Cancelled at a graceful stop past the drain bound: still one reply event per message.
+            self.engine.log_reply(
+                channel,
+                latency_ms=(time.monotonic() - received) * 1000,
+                parts=0,
+                chars=0,
+                edits=0,
+                status="cancelled",
+            )
+            raise
         except discord.HTTPException as exc:
             # A 5xx or a refused send: logged, never a crash; the engine already logged the LLM side.
             self.engine.log_error("discord", exc, detail=f"send failed with HTTP {exc.status}")

@@ -115,14 +115,7 @@ class Chat(commands.Cog):
         except discord.HTTPException as exc:
             self.engine.log_error("discord", exc, detail=f"send failed with HTTP {exc.status}")
             return
-        self.engine.log_reply(
-            channel,
-            latency_ms=(time.monotonic() - received) * 1000,
-            parts=1,
-            chars=len(content),
-            edits=0,
-            status=status,
-        )
+        self._log_reply(channel, received, status, parts=1, chars=len(content))
 
     async def _stream(self, sink: ReplySink, channel: str, text: str, received: float) -> None:
         status = "ok"
@@ -130,26 +123,12 @@ class Chat(commands.Cog):
             result = await deliver(self.engine.ask(channel, text), sink)
         except asyncio.CancelledError:
             # Cancelled at a graceful stop past the drain bound: still one reply event per message.
-            self.engine.log_reply(
-                channel,
-                latency_ms=(time.monotonic() - received) * 1000,
-                parts=0,
-                chars=0,
-                edits=0,
-                status="cancelled",
-            )
+            self._log_reply(channel, received, "cancelled")
             raise
         except discord.HTTPException as exc:
             # A 5xx or a refused send: logged, never a crash; the engine already logged the LLM side.
             self.engine.log_error("discord", exc, detail=f"send failed with HTTP {exc.status}")
-            self.engine.log_reply(
-                channel,
-                latency_ms=(time.monotonic() - received) * 1000,
-                parts=0,
-                chars=0,
-                edits=0,
-                status="error",
-            )
+            self._log_reply(channel, received, "error")
             return
         parts, edits = result.parts, result.edits
         if result.error is not None:
@@ -164,13 +143,21 @@ class Chat(commands.Cog):
                 parts += 1
             except discord.HTTPException as exc:
                 self.engine.log_error("discord", exc, detail=f"send failed with HTTP {exc.status}")
+        self._log_reply(channel, received, status, parts=parts, chars=result.chars, edits=edits)
+
+    def _log_reply(
+        self,
+        channel: str,
+        received: float,
+        status: str,
+        *,
+        parts: int = 0,
+        chars: int = 0,
+        edits: int = 0,
+    ) -> None:
+        latency_ms = (time.monotonic() - received) * 1000
         self.engine.log_reply(
-            channel,
-            latency_ms=(time.monotonic() - received) * 1000,
-            parts=parts,
-            chars=result.chars,
-            edits=edits,
-            status=status,
+            channel, latency_ms=latency_ms, parts=parts, chars=chars, edits=edits, status=status
         )
 
     @app_commands.command(name="ask", description="Ask the model a question")

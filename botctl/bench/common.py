@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import gc
 import itertools
+import math
 import os
 import platform
 import random
@@ -102,7 +103,9 @@ class ZipfSampler:
             raise ValueError(f"s must be > 0, got {s!r}")
         self.n = n
         self.s = s
-        self._cum = list(itertools.accumulate(1.0 / (k + 1) ** s for k in range(n)))
+        self._cum: list[float] = list(
+            itertools.accumulate(1.0 / math.pow(k + 1, s) for k in range(n))
+        )
         self._rng = random.Random(seed)
 
     @property
@@ -110,7 +113,7 @@ class ZipfSampler:
         return self._cum[-1]
 
     def probability(self, rank: int) -> float:
-        return (1.0 / (rank + 1) ** self.s) / self.total
+        return (1.0 / math.pow(rank + 1, self.s)) / self.total
 
     def sample(self, k: int) -> list[int]:
         cum, total, rnd = self._cum, self._cum[-1], self._rng.random

@@ -1,0 +1,52 @@
+"""``botctl bench``: measure, on this machine, each row of the performance table the bot was built
+to win, with the seed's claim beside each figure and the budgets as pass/fail lines.
+
+Only Typer and the standard library are imported here; the measuring code (``botctl.bench``) and
+the rendering (``botctl.reporters.bench``) load inside the command.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def bench(
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            "-q",
+            help="Fewer rounds and sizes and a short end-to-end pair: under 30 s. The output "
+            "says what was shortened.",
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object (rows, figures, budgets) and nothing else."
+        ),
+    ] = False,
+) -> None:
+    """Measure the bot's performance claims on this machine: LLM calls with and without dedup,
+    the history LRU against a list LRU, metrics writes per event, and sandbox messages per
+    second against a bare discord.py bot.
+
+    Figures are medians of interleaved runs, compared as ratios measured in the same run.
+    Budgets are reported as pass/fail lines; they do not change the exit code.
+
+    [dim]botctl bench --quick[/]
+    """
+    from botctl.bench.suite import Plan, run_suite
+    from botctl.console import console, err_console
+    from botctl.reporters import bench as report
+    from botctl.reporters.metrics import print_json
+
+    plan = Plan.quick_plan() if quick else Plan.full_plan()
+    with report.progress(err_console) as progress:
+        result = run_suite(plan, progress=progress)
+    if json_output:
+        print_json(report.report_json(result))
+    else:
+        report.print_report(console, result)

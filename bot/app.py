@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ async def serve(
     drain_timeout: float = 10.0,
     sync_commands: bool = True,
     client_options: dict[str, Any] | None = None,
+    tune_gc: bool = True,
 ) -> ServeResult:
     """Run the bot until ``stop`` is set; return its figures once everything is flushed and closed.
 
@@ -54,6 +56,8 @@ async def serve(
 
     async def watch_ready() -> None:
         await bot.ready_event.wait()
+        if tune_gc:
+            _tune_gc()
         if on_ready is not None:
             await on_ready(components)
 
@@ -83,6 +87,19 @@ async def serve(
     result.summary = components.summary()
     result.counters = components.engine.counters()
     return result
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections once the bot is up.
+
+    Everything alive at start-up (discord.py's caches, modules) is frozen out of the collector's
+    scans, and the youngest generation collects less often: a streamed answer makes many small
+    objects, and under load full collections took half the bot's time (bench, profiled).
+    """
+    gc.collect()
+    gc.freeze()
+    _gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(10_000, gen1, gen2)
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 __all__ = ["ChatHistoryManager"]
 
-_Message = tuple[str, str]
+# Stored as the dicts the LLM request needs, built once: a lookup copies no message.
+_Message = dict[str, str]
 
 
 class ChatHistoryManager:
@@ -40,7 +41,11 @@ class ChatHistoryManager:
         self._evictions = 0
 
     def get_history(self, channel_id: str | int) -> list[dict[str, str]]:
-        """The channel's messages, oldest first; a miss returns ``[]`` and creates nothing."""
+        """The channel's messages, oldest first; a miss returns ``[]`` and creates nothing.
+
+        The list is new; the message dicts are the stored ones, shared to keep lookups O(1) in
+        the message size: treat them as read-only.
+        """
         key = str(channel_id)
         messages = self._channels.get(key)
         if messages is None:
@@ -48,7 +53,7 @@ class ChatHistoryManager:
             return []
         self._hits += 1
         self._channels.move_to_end(key)
-        return [{"role": role, "content": content} for role, content in messages]
+        return list(messages)
 
     def _channel(self, key: str) -> deque[_Message]:
         channels = self._channels
@@ -65,13 +70,13 @@ class ChatHistoryManager:
 
     def add_message(self, channel_id: str | int, role: str, content: str) -> None:
         """Append a message, creating the channel (and evicting the LRU one) if needed."""
-        self._channel(str(channel_id)).append((role, content))
+        self._channel(str(channel_id)).append({"role": role, "content": content})
 
     def add_exchange(self, channel_id: str | int, user_text: str, assistant_text: str) -> None:
         """Append a question and its answer with a single lookup."""
         messages = self._channel(str(channel_id))
-        messages.append(("user", user_text))
-        messages.append(("assistant", assistant_text))
+        messages.append({"role": "user", "content": user_text})
+        messages.append({"role": "assistant", "content": assistant_text})
 
     def clear(self, channel_id: str | int) -> bool:
         """Forget a channel's history; ``True`` if it existed."""

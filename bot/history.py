@@ -46,13 +46,14 @@ class ChatHistoryManager:
         The list is new; the message dicts are the stored ones, shared to keep lookups O(1) in
         the message size: treat them as read-only.
         """
-        key = str(channel_id)
-        messages = self._channels.get(key)
+        key = channel_id if type(channel_id) is str else str(channel_id)
+        channels = self._channels
+        messages = channels.get(key)
         if messages is None:
             self._misses += 1
             return []
         self._hits += 1
-        self._channels.move_to_end(key)
+        channels.move_to_end(key)
         return list(messages)
 
     def _channel(self, key: str) -> deque[_Message]:
@@ -70,7 +71,18 @@ class ChatHistoryManager:
 
     def add_message(self, channel_id: str | int, role: str, content: str) -> None:
         """Append a message, creating the channel (and evicting the LRU one) if needed."""
-        self._channel(str(channel_id)).append({"role": role, "content": content})
+        # _channel inlined: this runs once per message, and a call costs as much as the LRU work.
+        key = channel_id if type(channel_id) is str else str(channel_id)
+        channels = self._channels
+        messages = channels.get(key)
+        if messages is None:
+            messages = channels[key] = deque(maxlen=self._max_messages)
+            if len(channels) > self._max_channels:
+                channels.popitem(last=False)
+                self._evictions += 1
+        else:
+            channels.move_to_end(key)
+        messages.append({"role": role, "content": content})
 
     def add_exchange(self, channel_id: str | int, user_text: str, assistant_text: str) -> None:
         """Append a question and its answer with a single lookup."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from bot.dedup import RequestDeduplicator
+from bot.dedup import KeyRequest, RequestDeduplicator
 from bot.metrics import MetricsService
 
 KEY_BUDGET = 1.2
@@ -55,13 +55,13 @@ def per_call_us(func: Callable[[], object], number: int) -> float:
 def service_request(history: int = 50) -> dict[str, Any]:
     """The request as OllamaService hands it to make_key: exactly the five fields of the key."""
     req = chat_request(history)
-    return {
-        "model": req["model"],
-        "messages": req["messages"],
-        "options": req["options"],
-        "format": None,
-        "tools": None,
-    }
+    return KeyRequest(
+        model=req["model"],
+        messages=req["messages"],
+        options=req["options"],
+        format=None,
+        tools=None,
+    )
 
 
 def bench_key(

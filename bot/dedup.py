@@ -41,7 +41,12 @@ C = TypeVar("C")
 # Everything that changes the answer; anything else (stream, keep_alive...) must not split callers.
 # make_key spells these out literally for speed; keep the two in step.
 KEY_FIELDS = ("model", "messages", "options", "format", "tools")
-_KEY_FIELD_SET = frozenset(KEY_FIELDS)
+
+
+class KeyRequest(dict[str, Any]):
+    """A request holding exactly the fields of the key (``KEY_FIELDS``), as OllamaService builds
+    it: :meth:`RequestDeduplicator.make_key` hashes it as it is, without building a subset."""
+
 
 _Kind = Literal["call", "stream"]
 
@@ -224,8 +229,7 @@ class RequestDeduplicator:
     @staticmethod
     def make_key(request: Mapping[str, Any]) -> str:
         """SHA-256 hex of the canonical JSON of what changes the answer (missing fields -> null)."""
-        if type(request) is dict and request.keys() == _KEY_FIELD_SET:
-            # Exactly the fields of the key (what OllamaService builds): hash it as it is.
+        if type(request) is KeyRequest:  # a type check: cheaper than comparing key sets
             return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
         get = request.get
         # A literal, not a loop over KEY_FIELDS: measured ~0.5 us cheaper, against a ~15 us total.

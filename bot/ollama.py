@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 import orjson
 
-from bot.dedup import RequestDeduplicator
+from bot.dedup import KeyRequest, RequestDeduplicator
 from bot.llm_errors import (
     LLMError,
     LLMHTTPError,
@@ -583,13 +583,13 @@ class OllamaService:
         *,
         stream: bool,
     ) -> ChatStream:
-        request: dict[str, Any] = {
-            "model": model or self.model,
-            "messages": messages if isinstance(messages, list) else list(messages),
-            "options": options,
-            "format": format,
-            "tools": tools,
-        }
+        request = KeyRequest(
+            model=model or self.model,
+            messages=messages if isinstance(messages, list) else list(messages),
+            options=options,
+            format=format,
+            tools=tools,
+        )
         # Serialised now, so a caller changing its lists afterwards changes nothing (no copies).
         payload = self._payload(request)
 

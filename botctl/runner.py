@@ -21,6 +21,7 @@ from bot.settings import DEFAULT_LLM_URL, Settings, strip_credentials, with_over
 
 SANDBOX_TOKEN = "sandbox-token"  # the sandbox accepts any token; this one is not a secret
 TAKE_TIMEOUT = 3.0
+CHAT_REPLY_TIMEOUT = 180.0
 
 
 @dataclass(slots=True)
@@ -82,7 +83,7 @@ async def run(
     *,
     on_banner: Callable[[Banner], None],
     chat_input: Callable[[], Awaitable[str | None]] | None = None,
-    on_chat_reply: Callable[[str], None] | None = None,
+    on_chat_reply: Callable[[str, bool], None] | None = None,
 ) -> RunReport:
     """Run the bot (with the sandbox when there is no token) until a signal or ``duration``."""
     from bot.app import serve
@@ -147,7 +148,7 @@ async def _run_sandbox(
     started: float,
     on_banner: Callable[[Banner], None],
     chat_input: Callable[[], Awaitable[str | None]] | None,
-    on_chat_reply: Callable[[str], None] | None,
+    on_chat_reply: Callable[[str, bool], None] | None,
 ) -> RunReport:
     from bot.app import serve
     from bot.components import Components
@@ -189,7 +190,7 @@ async def _run_sandbox(
             nonlocal chat_task
             if settings.chat and chat_input is not None:
                 chat_task = asyncio.create_task(
-                    _chat_loop(sandbox, stop, chat_input, on_chat_reply or (lambda _s: None))
+                    _chat_loop(sandbox, stop, chat_input, on_chat_reply or (lambda _s, _d: None))
                 )
             else:
                 await sandbox.start_traffic()
@@ -233,7 +234,7 @@ async def _chat_loop(
     sandbox: Any,
     stop: asyncio.Event,
     chat_input: Callable[[], Awaitable[str | None]],
-    on_reply: Callable[[str], None],
+    on_reply: Callable[[str, bool], None],
 ) -> None:
     """--chat: each line typed is posted as a sandbox user; the bot's reply is printed."""
     while not stop.is_set():
@@ -244,5 +245,15 @@ async def _chat_loop(
         if not line.strip():
             continue
         message_id = await sandbox.say(line)
-        reply = await sandbox.wait_reply(message_id)
-        on_reply(str(reply.get("content", "")))
+        # Stream the reply as the bot edits it: peek every quarter second until it settles.
+        deadline = time.monotonic() + CHAT_REPLY_TIMEOUT
+        while time.monotonic() < deadline and not stop.is_set():
+            await asyncio.sleep(0.25)
+            try:
+                reply = await sandbox.wait_reply(message_id, timeout=0.0, settle=0.0)
+            except Exception:  # no part yet (504): keep waiting
+                continue
+            settled = bool(reply.get("settled"))
+            on_reply(str(reply.get("content", "")), settled)
+            if settled:
+                break

@@ -516,3 +516,16 @@ def test_stats_start_at_zero() -> None:
 def test_negative_window_is_rejected() -> None:
     with pytest.raises(ValueError, match="window"):
         RequestDeduplicator(window=-1)
+
+
+def test_key_request_fast_path_gives_the_same_key() -> None:
+    from bot.dedup import KeyRequest
+
+    messages = [{"role": "user", "content": "hi"}]
+    fast = KeyRequest(
+        model="m", messages=messages, options={"b": 1, "a": 2}, format=None, tools=None
+    )
+    plain = {"model": "m", "messages": messages, "options": {"a": 2, "b": 1}, "stream": True}
+    assert RequestDeduplicator.make_key(fast) == RequestDeduplicator.make_key(plain)
+    other = KeyRequest(model="m2", messages=messages, options=None, format=None, tools=None)
+    assert RequestDeduplicator.make_key(other) != RequestDeduplicator.make_key(fast)

@@ -84,3 +84,15 @@ def test_signal_stops_gracefully_and_loses_no_message(tmp_path: Path, sig: signa
     # batch-size 1000 / interval 600: every event was still buffered at the signal.
     assert count(metrics, "message") == sent
     assert count(metrics, "stats") >= 1
+
+
+def test_chat_mode_streams_the_reply_to_the_terminal(tmp_path: Path) -> None:
+    metrics = tmp_path / "m.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "botctl", "run", "--chat", "--metrics-file", str(metrics)],
+        input="!echo hello from the terminal\n",
+        capture_output=True, text=True, timeout=90, env=env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "bot> hello from the terminal" in proc.stdout
+    assert count(metrics, "message") == 1  # end of input stops the bot gracefully

@@ -39,12 +39,24 @@ class RunReporter:
         console.print(f"  stops   : {stop}", highlight=False)
 
     async def chat_input(self) -> str | None:
+        if sys.stdin.isatty():
+            console.print("[bold]you>[/] ", end="")
         loop = asyncio.get_running_loop()
         line = await loop.run_in_executor(None, sys.stdin.readline)
         return line.rstrip("\n") if line else None
 
-    def chat_reply(self, text: str) -> None:
-        console.print(f"[bold cyan]bot>[/] {text}", highlight=False)
+    _shown = 0
+
+    def chat_reply(self, text: str, done: bool) -> None:
+        """Print what is new in the reply as the bot streams it; a newline once it settles."""
+        if self._shown == 0 and text:
+            console.print("[bold cyan]bot>[/] ", end="")
+        if len(text) > self._shown:
+            console.print(text[self._shown :], end="", highlight=False, markup=False)
+            self._shown = len(text)
+        if done:
+            console.print()
+            self._shown = 0
 
     def summary(self, report: RunReport) -> None:
         counters = report.counters

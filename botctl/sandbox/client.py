@@ -121,10 +121,13 @@ class SandboxProcess:
         )
         return str(data["message_id"])
 
-    async def wait_reply(self, message_id: str, timeout: float = 130.0) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "GET", f"/wait_reply?message_id={message_id}&timeout={timeout}"
-        )
+    async def wait_reply(
+        self, message_id: str, timeout: float = 130.0, settle: float | None = None
+    ) -> dict[str, Any]:
+        query = f"/wait_reply?message_id={message_id}&timeout={timeout}"
+        if settle is not None:
+            query += f"&settle={settle}"
+        result: dict[str, Any] = await self._call("GET", query)
         return result
 
     async def fault(self, payload: dict[str, Any]) -> None:

@@ -1893,7 +1893,12 @@ class DiscordServer:
         except ValueError:
             return _json({"error": "timeout must be a number of seconds"}, 400)
         timeout = min(max(timeout, 0.0), 600.0)
-        parts = await self.wait_for_settled_reply(mid, timeout)
+        try:
+            # settle=0 peeks: what the reply says now (the --chat terminal streams that way).
+            settle = float(request.query["settle"]) if "settle" in request.query else None
+        except ValueError:
+            return _json({"error": "settle must be a number of seconds"}, 400)
+        parts = await self.wait_for_settled_reply(mid, timeout, settle=settle)
         if not parts:
             return _json(
                 {"error": f"no reply to {mid} within {timeout:g} s", "message_id": mid}, 504

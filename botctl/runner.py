@@ -210,7 +210,13 @@ async def _run_sandbox(
                     await asyncio.sleep(0.02)
 
         result = await serve(
-            bot_settings, SANDBOX_TOKEN, stop, on_ready=on_ready, before_close=before_close
+            bot_settings,
+            SANDBOX_TOKEN,
+            stop,
+            on_ready=on_ready,
+            before_close=before_close,
+            # The sandbox sends its one guild at once; discord.py's 2 s wait for more is idle time.
+            client_options={"guild_ready_timeout": 0.2},
         )
         with contextlib.suppress(Exception):
             sandbox_stats = await sandbox.traffic_stats()

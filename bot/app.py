@@ -38,13 +38,15 @@ async def serve(
     drain_timeout: float = 10.0,
     sync_commands: bool = True,
     client_options: dict[str, Any] | None = None,
-    tune_gc: bool = True,
+    tune_gc: bool = False,
 ) -> ServeResult:
     """Run the bot until ``stop`` is set; return its figures once everything is flushed and closed.
 
     ``on_ready`` runs once the client is ready (the sandbox starts its traffic there);
     ``before_close`` runs after ``stop`` and before the bot stops taking messages (the sandbox stops
-    its users there, so every message they sent is taken).
+    its users there, so every message they sent is taken). ``tune_gc`` freezes the garbage
+    collector's view of start-up objects, process-wide: for a process that is the bot (``botctl
+    run``), not for one that embeds it (tests).
     """
     from bot.frontend.client import ChatBot
     from bot.frontend.endpoints import configure_endpoints

@@ -104,7 +104,7 @@ async def run(
                 else "Discord"
             )
             on_banner(_banner(settings, discord_name, llm_url, warning))
-            result = await serve(settings, settings.token, stop)
+            result = await serve(settings, settings.token, stop, tune_gc=True)
             return RunReport(
                 settings=settings.redacted(),
                 elapsed_s=time.monotonic() - started,
@@ -217,6 +217,7 @@ async def _run_sandbox(
             before_close=before_close,
             # The sandbox sends its one guild at once; discord.py's 2 s wait for more is idle time.
             client_options={"guild_ready_timeout": 0.2},
+            tune_gc=True,
         )
         with contextlib.suppress(Exception):
             sandbox_stats = await sandbox.traffic_stats()

@@ -231,7 +231,13 @@ async def _run_bot(
         # The load is left running to the end (stopping it makes the sandbox wait until the bot
         # has read its backlog); a short drain, as replies after the window are not measured.
         result = await serve(
-            settings, "sandbox-token", stop, on_ready=on_ready, drain_timeout=1.0, **extra
+            settings,
+            "sandbox-token",
+            stop,
+            on_ready=on_ready,
+            drain_timeout=1.0,
+            tune_gc=True,  # as `botctl run` does: this child is the bot's process
+            **extra,
         )
     if result.error:
         out.setdefault("error", result.error)

@@ -97,17 +97,8 @@ def bench_key(
 
 
 def bench_log_event(rounds: int, number: int) -> dict[str, float]:
-    data = {
-        "model": "llama3.2",
-        "latency_ms": 812.5,
-        "ttft_ms": 201.0,
-        "tokens_in": 412,
-        "tokens_out": 96,
-        "dedup": "leader",
-        "status": "ok",
-        "error": None,
-        "stream": True,
-    }
+    from botctl.bench.metrics_io import EVENT as data  # the same typical event as `botctl bench`
+
     clock = time.time
     samples: dict[str, list[float]] = {"log_event": [], "baseline": []}
     with tempfile.TemporaryDirectory() as tmp:

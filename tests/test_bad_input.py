@@ -163,7 +163,7 @@ def test_pings_follows_discords_rules() -> None:
 
 @pytest.mark.integration
 async def test_awkward_messages_are_answered_and_nobody_is_pinged(tmp_path: Path) -> None:
-    async with running_bot(tmp_path) as run:
+    async with running_bot(tmp_path, llm_timeout=15.0) as run:  # streams ~1 s: room under load
         server = run.server
         assert run.llm is not None
         user, role = server.user_ids[3], server.guild_id

@@ -103,7 +103,9 @@ async def test_rest_429_delays_the_reply_but_it_arrives(tmp_path: Path) -> None:
 
 async def test_rest_429_on_the_edits_of_a_streamed_answer(tmp_path: Path) -> None:
     """A long answer is posted, then edited: a 429 on an edit only delays it."""
-    async with running_bot(tmp_path, llm_options={"tokens_per_second": 60.0}) as run:
+    async with running_bot(
+        tmp_path, llm_options={"tokens_per_second": 60.0}, llm_timeout=15.0
+    ) as run:
         mid = run.post("!echo " + "word " * 80)
         await run.server.wait_for_reply(mid, 5.0)
         (first,) = run.server.replies_to(mid)
@@ -162,7 +164,9 @@ async def test_5xx_on_the_error_notice_after_an_llm_failure(tmp_path: Path) -> N
 
 
 async def test_5xx_on_an_edit_mid_stream_is_logged(tmp_path: Path) -> None:
-    async with running_bot(tmp_path, llm_options={"tokens_per_second": 60.0}) as run:
+    async with running_bot(
+        tmp_path, llm_options={"tokens_per_second": 60.0}, llm_timeout=15.0
+    ) as run:
         mid = run.post("!echo " + "token " * 80)
         await run.server.wait_for_reply(mid, 5.0)
         (first,) = run.server.replies_to(mid)

@@ -20,6 +20,7 @@ from bot.history import ChatHistoryManager
 from bot.llm_errors import LLMError
 from bot.metrics import MetricsService
 from bot.ollama import ChatResult, ChatStream, DedupRole, OllamaService
+from bot.percentile import percentile
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "Answer", "ChatEngine"]
 
@@ -28,14 +29,6 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 # Reply latencies kept for the end-of-run percentiles: the most recent ones, bounded.
 _LATENCY_SAMPLES = 100_000
-
-
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return None
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
 
 
 class Answer:
@@ -224,9 +217,9 @@ class ChatEngine:
             "llm_saved_answers": roles["follower"] + roles["window"],
             "llm_errors": self._llm_errors,
             "reply_latency_ms": {
-                "p50": _percentile(latencies, 50),
-                "p95": _percentile(latencies, 95),
-                "p99": _percentile(latencies, 99),
+                "p50": percentile(latencies, 50),
+                "p95": percentile(latencies, 95),
+                "p99": percentile(latencies, 99),
             },
         }
 

@@ -24,6 +24,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from bot.percentile import percentile
+
 Event = dict[str, Any]
 
 DEFAULT_METRICS_FILE = "profiles/metrics.jsonl"
@@ -91,20 +93,6 @@ def iter_events(path: str | os.PathLike[str]) -> EventStream:
 
 # --------------------------------------------------------------------------------------------------
 # Summary
-
-
-def percentile(sorted_values: list[float], pct: float) -> float | None:
-    """The ``pct``-th percentile of already sorted values by the nearest-rank method.
-
-    Nearest rank: the smallest value such that at least ``pct`` % of the values are less than or
-    equal to it, i.e. ``sorted_values[ceil(pct / 100 * n) - 1]``. It always returns an observed
-    latency (no interpolation), which is what a latency report should show. ``None`` when empty.
-    """
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    rank = max(1, math.ceil(pct / 100.0 * n))
-    return sorted_values[min(rank, n) - 1]
 
 
 @dataclass(frozen=True)

@@ -49,17 +49,11 @@ class RunReport:
 
 
 async def llm_answers(url: str, timeout: float = 1.0) -> bool:
-    """True if an Ollama-compatible server answers ``GET /api/version`` at ``url``."""
-    import aiohttp
+    """True if an Ollama-compatible server answers at ``url`` (with its credentials, if any)."""
+    from bot.ollama import OllamaService
 
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(url.rstrip("/") + "/api/version") as resp,
-        ):
-            return resp.status == 200
-    except (aiohttp.ClientError, TimeoutError, OSError):
-        return False
+    async with OllamaService(url) as llm:
+        return await llm.ping(timeout)
 
 
 async def choose_llm(settings: Settings) -> tuple[str | None, str | None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,14 +23,6 @@ async def running_llm(**settings: Any) -> AsyncIterator[LLMServer]:
         yield server
     finally:
         await server.stop()
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bound then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_until(predicate: Callable[[], bool], limit: float = 5.0) -> None:

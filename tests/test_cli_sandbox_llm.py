@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _llm import free_port
+
+from botctl.profiles import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from _faults import WARNING, BotRun, running_bot
-from _llm import free_port
 
+from botctl.profiles import free_port
 from botctl.sandbox.llm_server import LLMServer, answer_for
 
 pytestmark = pytest.mark.integration

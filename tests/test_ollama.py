@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from _llm import RecordingMetrics, free_port, running_llm
+from _llm import RecordingMetrics, running_llm
 from aiohttp import web
 
 from bot.dedup import RequestDeduplicator
@@ -26,6 +26,7 @@ from bot.llm_errors import (
     LLMUnreachableError,
 )
 from bot.ollama import ChatChunk, ChatResult, ChatStream, OllamaService
+from botctl.profiles import free_port
 from botctl.sandbox.llm_server import answer_for
 
 pytestmark = pytest.mark.integration

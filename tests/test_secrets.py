@@ -31,11 +31,11 @@ from _faults import (
     stop_process,
     wait_for,
 )
-from _llm import free_port
 
 from bot.app import serve
 from bot.frontend.endpoints import reset_endpoints
 from bot.settings import load_settings
+from botctl.profiles import free_port
 from botctl.profiling.inprocess import CPROFILE_ENV
 from botctl.sandbox.discord_server import DiscordServer
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from bot.percentile import percentile
+
 __all__ = [
     "ZipfSampler",
     "gc_paused",
@@ -43,14 +45,6 @@ def ratio(numerator: float, denominator: float) -> float:
     if denominator == 0 or denominator != denominator:
         return float("nan")
     return numerator / denominator
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of already sorted values; ``None`` when empty."""
-    if not sorted_values:
-        return None
-    rank = max(1, min(len(sorted_values), int(-(-q * len(sorted_values) // 100))))
-    return float(sorted_values[rank - 1])
 
 
 def rotated(items: Sequence[T], round_index: int) -> list[T]:

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.percentile import percentile
 from botctl.sandbox.discord_server import DiscordServer, RecordedEdit, RecordedMessage
 
 __all__ = [
@@ -178,14 +179,6 @@ class _Ask:
         self.posted = posted
         self.first: float | None = None
         self.last: float | None = None
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of ``values`` (sorted), or None when empty."""
-    if not values:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * len(values)))
-    return values[rank - 1]
 
 
 class TrafficGenerator:
@@ -387,10 +380,10 @@ class TrafficGenerator:
             "replies_received": len(first),
             "unanswered": self.messages_sent - len(first),
             "elapsed_s": round(elapsed, 3),
-            "first_reply_p50_ms": _percentile(first, 50),
-            "first_reply_p95_ms": _percentile(first, 95),
-            "first_reply_p99_ms": _percentile(first, 99),
-            "last_reply_p50_ms": _percentile(last, 50),
-            "last_reply_p95_ms": _percentile(last, 95),
-            "last_reply_p99_ms": _percentile(last, 99),
+            "first_reply_p50_ms": percentile(first, 50),
+            "first_reply_p95_ms": percentile(first, 95),
+            "first_reply_p99_ms": percentile(first, 99),
+            "last_reply_p50_ms": percentile(last, 50),
+            "last_reply_p95_ms": percentile(last, 95),
+            "last_reply_p99_ms": percentile(last, 99),
         }

@@ -21,16 +21,14 @@ install: $(STAMP) ## create the venv and install botctl (editable) with its dev 
 run: $(STAMP) ## run the bot in the sandbox for 30 s and print its summary
 	$(BIN)/botctl run --duration 30
 
-test: $(STAMP) ## lint, type-check and run the tests (not the soak)
-	$(BIN)/ruff check bot botctl tests benchmarks
-	$(BIN)/ruff format --check bot botctl tests benchmarks
-	$(BIN)/mypy
+test: lint ## lint, type-check and run the tests (not the soak)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the import-linter contracts (the layering)
 	$(BIN)/ruff check bot botctl tests benchmarks
 	$(BIN)/ruff format --check bot botctl tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## format and auto-fix with ruff
 	$(BIN)/ruff format bot botctl tests benchmarks

@@ -26,7 +26,8 @@ from typing import Any
 
 import orjson
 
-from bot.dedup import KeyRequest, RequestDeduplicator
+from bot.dedup import RequestDeduplicator
+from bot.llm.types import ChatRequest
 from bot.metrics import MetricsService
 
 KEY_BUDGET = 1.2
@@ -52,34 +53,40 @@ def per_call_us(func: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number * 1e6
 
 
-def service_request(history: int = 50) -> dict[str, Any]:
-    """The request as OllamaService hands it to make_key: exactly the five fields of the key."""
-    req = chat_request(history)
-    return KeyRequest(
-        model=req["model"],
-        messages=req["messages"],
-        options=req["options"],
-        format=None,
-        tools=None,
-    )
-
-
 def bench_key(
     rounds: int, number: int, history: int = 50, *, shape: str = "service"
 ) -> dict[str, float]:
-    """make_key against the reference on the same dict. ``shape`` "service": the request as the
-    bot builds it (the bot's own cost); "client": a request with ``stream`` and missing fields,
-    which make_key must first reduce to the five fields (the generic path)."""
-    req = service_request(history) if shape == "service" else chat_request(history)
+    """The bot's dedup key against the reference ``sha256(orjson.dumps(OPT_SORT_KEYS))``.
+
+    ``shape`` "service": :meth:`ChatRequest.key` as the engine calls it, against the reference over
+    the same fields; "client": :meth:`RequestDeduplicator.make_key` on a client-shaped request
+    (with ``stream`` and missing fields, reduced to the key's fields first)."""
+    req = chat_request(history)
     dumps, sort_keys, sha256 = orjson.dumps, orjson.OPT_SORT_KEYS, hashlib.sha256
-    make_key = RequestDeduplicator.make_key
+    if shape == "service":
+        request = ChatRequest(req["model"], req["messages"], req["options"])
+        fields = {
+            "api": "ollama",
+            "url": "http://127.0.0.1:11434",
+            "model": req["model"],
+            "messages": req["messages"],
+            "options": req["options"],
+            "format": None,
+            "tools": None,
+        }
+
+        def ours() -> object:
+            return request.key("ollama", "http://127.0.0.1:11434")
+    else:
+        fields = req
+        make_key = RequestDeduplicator.make_key
+
+        def ours() -> object:
+            return make_key(req)
 
     def reference() -> object:
-        # The same output as make_key (a hex string), so only the key's own work differs.
-        return sha256(dumps(req, option=sort_keys)).hexdigest()
-
-    def ours() -> object:
-        return make_key(req)
+        # The same output as ours (a hex string) on the same fields: only the key's own work differs.
+        return sha256(dumps(fields, option=sort_keys)).hexdigest()
 
     samples: dict[str, list[float]] = {"reference": [], "make_key": []}
     variants = list(samples.items())

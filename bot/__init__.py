@@ -1,14 +1,15 @@
-"""The botctl bot: a Discord chat bot that answers through an Ollama LLM.
+"""The botctl bot: a Discord chat bot that answers through an LLM (Ollama or OpenAI-compatible).
 
-The engine (this package's top-level modules) imports no discord; the Discord front end is
+The engine (this package but ``bot.frontend``) imports no discord; the Discord front end is
 ``bot.frontend``. Public names: :class:`OllamaService`, :class:`RequestDeduplicator`,
-:class:`ChatHistoryManager`, :class:`MetricsService`, :class:`ChatEngine`, :class:`Settings`.
+:class:`ChatHistoryManager`, :class:`MetricsService`, :class:`ChatEngine`, :class:`Settings` and the
+LLM error tree rooted in :class:`LLMError`.
 """
 
 from bot.dedup import RequestDeduplicator
 from bot.engine import ChatEngine
 from bot.history import ChatHistoryManager
-from bot.llm_errors import (
+from bot.llm.errors import (
     LLMError,
     LLMHTTPError,
     LLMResponseError,
@@ -16,14 +17,13 @@ from bot.llm_errors import (
     LLMTimeoutError,
     LLMUnreachableError,
 )
+from bot.llm.service import OllamaService
 from bot.metrics import MetricsService
-from bot.ollama import ChatResult, OllamaService
 from bot.settings import Settings, SettingsError, load_settings
 
 __all__ = [
     "ChatEngine",
     "ChatHistoryManager",
-    "ChatResult",
     "LLMError",
     "LLMHTTPError",
     "LLMResponseError",

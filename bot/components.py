@@ -1,80 +1,81 @@
 """The engine's parts built from :class:`~bot.settings.Settings`, started and closed as one.
 
-The Discord front end and the sandbox both drive a :class:`Components`; nothing here imports discord.
-Close order: the LLM client first (no new calls), then the metrics service, whose stop writes every
-buffered event; a failure in one step never skips the next.
+History, deduplicator, metrics (which reads the first two for its ``stats`` events), the LLM
+transport and the engine over them. Nothing here imports discord. Close order: the transport (no
+new calls), then the metrics, whose stop writes every buffered event and a last ``stats``; a
+failure in one step never skips the next.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from bot.dedup import RequestDeduplicator
 from bot.engine import ChatEngine
 from bot.history import ChatHistoryManager
+from bot.llm.http import HTTPTransport
+from bot.llm.ollama import OllamaTransport
 from bot.metrics import MetricsService
-from bot.ollama import OllamaService
 from bot.settings import Settings
 
 log = logging.getLogger("bot.components")
 
 
 class Components:
-    """Metrics, history, dedup, the LLM client and the engine over them."""
+    """Everything the bot's engine owns, from one :class:`Settings`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: HTTPTransport | None = None,
+        run_id: str | None = None,
+        metrics_fields: Mapping[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.history = ChatHistoryManager(
             max_channels=settings.history_channels, max_messages=settings.history_limit
         )
-        self.deduplicator = RequestDeduplicator(window=settings.dedup_window)
+        self.flights = RequestDeduplicator(window=settings.dedup_window)
         self.metrics = MetricsService(
             settings.metrics_file,
             settings.batch_size,
             settings.batch_interval,
             stats_interval=settings.stats_interval,
-            deduplicator=self.deduplicator,
+            deduplicator=self.flights,
             history=self.history,
+            run_id=run_id,
+            fields=metrics_fields,
         )
-        self.llm = OllamaService(
-            settings.llm_url,
-            settings.model,
-            timeout=settings.llm_timeout,
-            deduplicator=self.deduplicator,
-            dedup=settings.dedup,
-            dedup_window=settings.dedup_window,
-            metrics=self.metrics,
+        self.transport = transport or OllamaTransport(
+            settings.effective_llm_url, timeout=settings.llm_timeout
         )
         self.engine = ChatEngine(
-            self.llm,
+            self.transport,
             self.history,
             self.metrics,
-            system_prompt=settings.system_prompt,
+            self.flights,
             model=settings.model,
+            system_prompt=settings.system_prompt,
+            dedup=settings.dedup,
         )
         self._started = False
         self._closed = False
 
     async def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        self.metrics.start_batch_flush_task()
-        await self.llm.start()
+        if not self._started:
+            self._started = True
+            self.metrics.start_batch_flush_task()
+            await self.transport.start()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            await self.llm.close()
+            await self.transport.close()
         except Exception:
-            log.exception("closing the LLM client failed; flushing metrics anyway")
-        if self._started:
-            await self.metrics.stop_batch_flush_task()
-        else:
-            await self.metrics.flush()
-
-    def summary(self) -> dict[str, Any]:
-        return self.engine.summary()
+            log.exception("closing the LLM transport failed; flushing metrics anyway")
+        await self.metrics.stop_batch_flush_task()

@@ -1,18 +1,18 @@
-"""Request deduplication: a singleflight over in-flight LLM requests plus a short reuse window.
+"""Request deduplication: one flight per key for the requests in flight, plus a short reuse window.
 
-Identical requests (same :meth:`RequestDeduplicator.make_key`) that are in flight at the same time
-make ONE upstream call; every caller gets the same result or the same exception. The upstream call
-runs in its own task, so a caller that is cancelled (a user gone, a reply timed out) does not cancel
-it for the others; only when every caller has gone is the flight cancelled. A successful result is
-then reused for ``window`` seconds; errors never are.
+Identical requests (same key) in flight at the same time make ONE upstream call: the first caller
+(the *leader*) starts the source in a task of its own and every caller (leader and *followers*)
+reads the chunks it produces, each at its own pace, from a shared list, so a follower that joins
+late still gets every chunk from the first. Everyone gets the same chunks and the same error. A
+caller that leaves (cancelled, gave up) does not stop the flight for the others; the flight is
+cancelled only when its last caller leaves before the end. A finished flight's chunks are then
+replayed for ``window`` seconds (``0``: in flight only); errors never are.
 
-Streaming (:meth:`RequestDeduplicator.stream`) is a fan-out with replay: the source is iterated
-once into a shared chunk list, and each subscriber reads that list at its own pace, so a follower
-that joins late still receives every chunk from the first one.
+:meth:`RequestDeduplicator.deduplicate` is the same mechanism for a plain awaitable: its result is
+a flight of one chunk.
 
-Memory is bounded whatever the traffic: flights leave their map when they end, and window entries
-are evicted by expiry (oldest first, since they share one lifetime) and by entry-count and byte
-caps.
+Memory stays bounded whatever the traffic: flights leave the map when they end, and window
+entries are evicted by expiry (oldest first: they share one lifetime), by count and by bytes.
 """
 
 from __future__ import annotations
@@ -25,34 +25,21 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
 
-__all__ = ["KEY_FIELDS", "DedupStream", "FlightCancelledError", "RequestDeduplicator", "Role"]
+__all__ = ["FlightCancelledError", "RequestDeduplicator", "Role", "Subscription"]
 
 Role = Literal["leader", "follower", "window"]
 
 T = TypeVar("T")
 C = TypeVar("C")
 
-# Everything that changes the answer; anything else (stream, keep_alive...) must not split callers.
-# make_key spells these out literally for speed; keep the two in step.
-KEY_FIELDS = ("model", "messages", "options", "format", "tools")
-
-
-class KeyRequest(dict[str, Any]):
-    """A request holding exactly the fields of the key (``KEY_FIELDS``), as OllamaService builds
-    it: :meth:`RequestDeduplicator.make_key` hashes it as it is, without building a subset."""
-
-
-_Kind = Literal["call", "stream"]
-
 
 class FlightCancelledError(RuntimeError):
-    """The shared upstream flight was cancelled from outside while this caller still waited.
+    """The shared flight was cancelled from outside while this caller still waited.
 
     Raised instead of :class:`asyncio.CancelledError` so that a caller that was not itself cancelled
     never sees a cancellation that is not its own (it would otherwise tear down its task).
@@ -64,8 +51,7 @@ def _approx_size(obj: object, depth: int = 0) -> int:
     if isinstance(obj, str | bytes | bytearray):
         return 49 + len(obj)
     if depth >= 8:
-        # Deep structures are unusual for LLM replies; a flat guess keeps this bounded.
-        return 64
+        return 64  # deep structures are unusual for LLM answers; a flat guess keeps this bounded
     if isinstance(obj, dict):
         return 64 + sum(
             _approx_size(k, depth + 1) + _approx_size(v, depth + 1) for k, v in obj.items()
@@ -83,20 +69,13 @@ def _current_task_cancelling() -> bool:
 @dataclass(slots=True)
 class _WindowEntry:
     expires: float
-    value: Any
+    chunks: list[Any]
     size: int
 
 
 @dataclass(slots=True, eq=False)
-class _CallFlight:
-    key: str
-    task: asyncio.Task[Any] | None = None
-    waiters: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class _StreamFlight:
-    """The shared state of one streamed flight (or of a window replay, born ``done``)."""
+class _Flight:
+    """One shared iteration (or a window replay, born ``done``)."""
 
     key: str
     chunks: list[Any] = field(default_factory=list)
@@ -106,7 +85,7 @@ class _StreamFlight:
     cancelled: bool = False
     subscribers: int = 0
     task: asyncio.Task[None] | None = None
-    # Event.set() then clear() wakes every current waiter without a per-chunk allocation.
+    # set() then clear() wakes every current waiter without a per-chunk allocation.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def push(self, chunk: Any) -> None:
@@ -122,19 +101,16 @@ class _StreamFlight:
         self.changed.set()
 
 
-class DedupStream(Generic[C]):
-    """One subscriber's view of a streamed flight: an async iterator over every chunk.
+class Subscription(Generic[C]):
+    """One caller's view of a flight: every chunk from the first, then the flight's end.
 
-    ``role`` is known as soon as :meth:`RequestDeduplicator.stream` returns. Closing the stream
-    (``aclose()``, exhaustion, an error, or a cancellation while waiting) unsubscribes it; the
-    flight is cancelled when its last subscriber leaves before the end.
+    ``role`` is known at once. Leaving (``aclose()``, the end, an error, or a cancellation while
+    waiting) unsubscribes; the flight is cancelled when its last subscriber leaves early.
     """
 
     __slots__ = ("_closed", "_flight", "_index", "_owner", "role")
 
-    def __init__(
-        self, owner: RequestDeduplicator | None, flight: _StreamFlight, role: Role
-    ) -> None:
+    def __init__(self, owner: RequestDeduplicator | None, flight: _Flight, role: Role) -> None:
         self.role: Role = role
         self._owner = owner
         self._flight = flight
@@ -142,7 +118,7 @@ class DedupStream(Generic[C]):
         self._closed = False
         flight.subscribers += 1
 
-    def __aiter__(self) -> DedupStream[C]:
+    def __aiter__(self) -> Subscription[C]:
         return self
 
     async def __anext__(self) -> C:
@@ -160,10 +136,10 @@ class DedupStream(Generic[C]):
                 if flight.cancelled:
                     if _current_task_cancelling():
                         raise asyncio.CancelledError
-                    raise FlightCancelledError("the shared stream was cancelled")
+                    raise FlightCancelledError("the shared request was cancelled")
                 if flight.error is not None:
-                    # One exception object is raised in many tasks: reset its traceback each time
-                    # so it does not grow with every subscriber (as asyncio.Future does).
+                    # One exception object raised in many tasks: reset its traceback each time so
+                    # it does not grow with every subscriber (as asyncio.Future does).
                     raise flight.error.with_traceback(flight.error_tb)
                 raise StopAsyncIteration
             try:
@@ -182,22 +158,17 @@ class DedupStream(Generic[C]):
         flight = self._flight
         flight.subscribers -= 1
         if flight.subscribers <= 0 and not flight.done and self._owner is not None:
-            self._owner._abandon_stream(flight)
+            self._owner._abandon(flight)
 
     def __del__(self) -> None:
-        # `async for ... break` never calls aclose(); dropping the iterator must still unsubscribe,
-        # or an abandoned flight would run to its end for nobody.
+        # `async for ... break` never calls aclose(): dropping the subscription still leaves.
         if not self._closed:
-            # RuntimeError: the loop is already closed, so there is nothing left to cancel.
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing to stop
                 self._release()
 
 
 class RequestDeduplicator:
-    """Singleflight plus a bounded reuse window over LLM requests.
-
-    Results are shared between callers as the same object: treat them as read-only.
-    """
+    """Singleflight plus a bounded reuse window. Chunks are shared between callers: read-only."""
 
     def __init__(
         self,
@@ -215,10 +186,9 @@ class RequestDeduplicator:
         self._max_entries = max_window_entries
         self._max_bytes = max_window_bytes
         self._clock = clock
-        self._flights: dict[str, _CallFlight] = {}
-        self._stream_flights: dict[str, _StreamFlight] = {}
+        self._flights: dict[str, _Flight] = {}
         # Ordered by insertion; every entry lives `window` seconds, so this is also expiry order.
-        self._entries: OrderedDict[tuple[_Kind, str], _WindowEntry] = OrderedDict()
+        self._entries: OrderedDict[str, _WindowEntry] = OrderedDict()
         self._entries_bytes = 0
         self._requests = 0
         self._leaders = 0
@@ -228,11 +198,8 @@ class RequestDeduplicator:
 
     @staticmethod
     def make_key(request: Mapping[str, Any]) -> str:
-        """SHA-256 hex of the canonical JSON of what changes the answer (missing fields -> null)."""
-        if type(request) is KeyRequest:  # a type check: cheaper than comparing key sets
-            return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        """SHA-256 hex of the canonical JSON of what changes an answer (missing fields -> null)."""
         get = request.get
-        # A literal, not a loop over KEY_FIELDS: measured ~0.5 us cheaper, against a ~15 us total.
         subset = {
             "model": get("model"),
             "messages": get("messages"),
@@ -242,116 +209,45 @@ class RequestDeduplicator:
         }
         return hashlib.sha256(orjson.dumps(subset, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    # -- request/response --------------------------------------------------------------------
+    def join(self, key: str, source: Callable[[], AsyncIterator[C]]) -> Subscription[C]:
+        """Subscribe to the one iteration of ``source()`` shared by identical requests.
+
+        Needs a running loop: a leader's iteration starts at once in its own task.
+        """
+        self._requests += 1
+        if self._window > 0 and self._entries:
+            self._expire(self._clock())
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._window_hits += 1
+                return Subscription(None, _Flight(key, chunks=entry.chunks, done=True), "window")
+        flight = self._flights.get(key)
+        if flight is not None:
+            self._followers += 1
+            return Subscription(self, flight, "follower")
+        loop = asyncio.get_running_loop()  # before any state changes: no loop, no flight
+        self._leaders += 1
+        flight = _Flight(key)
+        self._flights[key] = flight
+        subscription: Subscription[C] = Subscription(self, flight, "leader")
+        flight.task = loop.create_task(self._fly(flight, source))
+        return subscription
 
     async def deduplicate(
         self, key: str | Mapping[str, Any], call: Callable[[], Awaitable[T]]
     ) -> T:
-        """Return ``call()``'s result, sharing one upstream call between identical requests."""
-        result, _role = await self.run(key, call)
-        return result
+        """``call()``'s result, one upstream call shared by identical requests (a flight of one)."""
 
-    async def run(
-        self, key: str | Mapping[str, Any], call: Callable[[], Awaitable[T]]
-    ) -> tuple[T, Role]:
-        """Like :meth:`deduplicate`, also saying if this caller led, followed or hit the window."""
+        async def source() -> AsyncIterator[T]:
+            yield await call()
+
         k = key if isinstance(key, str) else self.make_key(key)
-        self._requests += 1
-        if self._window > 0:
-            entry = self._window_get("call", k)
-            if entry is not None:
-                self._window_hits += 1
-                value: T = entry.value
-                return value, "window"
-        flight = self._flights.get(k)
-        role: Role
-        if flight is None:
-            role = "leader"
-            self._leaders += 1
-            flight = _CallFlight(k)
-            self._flights[k] = flight
-            new_task = asyncio.get_running_loop().create_task(self._fly(flight, call))
-            flight.task = new_task
-            new_task.add_done_callback(partial(self._call_flight_done, flight))
-        else:
-            role = "follower"
-            self._followers += 1
-        task = flight.task
-        assert task is not None
-        flight.waiters += 1
-        try:
-            result: T = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled() and not _current_task_cancelling():
-                raise FlightCancelledError("the shared upstream call was cancelled") from None
-            raise
-        finally:
-            flight.waiters -= 1
-            if flight.waiters <= 0 and not task.done():
-                # Every caller has gone: nobody wants the answer any more.
-                self._forget_call(flight)
-                task.cancel()
-        return result, role
+        subscription: Subscription[T] = self.join(k, source)
+        results = [chunk async for chunk in subscription]
+        return results[0]
 
-    async def _fly(self, flight: _CallFlight, call: Callable[[], Awaitable[T]]) -> T:
-        try:
-            result = await call()
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            self._errors += 1
-            raise
-        finally:
-            # Leave the map at once (not in a later callback) so that a caller arriving before the
-            # callback starts afresh or hits the window instead of joining a finished flight.
-            self._forget_call(flight)
-        if self._window > 0:
-            self._window_put("call", flight.key, result, _approx_size(result))
-        return result
-
-    def _forget_call(self, flight: _CallFlight) -> None:
-        if self._flights.get(flight.key) is flight:
-            del self._flights[flight.key]
-
-    def _call_flight_done(self, flight: _CallFlight, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled():
-            task.exception()  # mark retrieved: a flight whose callers all left may still fail
-        # A task cancelled before its first step never runs _fly's finally.
-        self._forget_call(flight)
-
-    # -- streaming ---------------------------------------------------------------------------
-
-    def stream(
-        self, key: str | Mapping[str, Any], source: Callable[[], AsyncIterator[C]]
-    ) -> DedupStream[C]:
-        """Subscribe to the one iteration of ``source()`` shared by identical requests.
-
-        Must be called with a running loop (the leader's iteration starts in its own task).
-        """
-        k = key if isinstance(key, str) else self.make_key(key)
-        self._requests += 1
-        if self._window > 0:
-            entry = self._window_get("stream", k)
-            if entry is not None:
-                self._window_hits += 1
-                replay = _StreamFlight(k, chunks=entry.value, done=True)
-                hit: DedupStream[C] = DedupStream(None, replay, "window")
-                return hit
-        flight = self._stream_flights.get(k)
-        if flight is not None:
-            self._followers += 1
-            follower: DedupStream[C] = DedupStream(self, flight, "follower")
-            return follower
-        loop = asyncio.get_running_loop()  # before any state changes: no loop, no flight
-        self._leaders += 1
-        flight = _StreamFlight(k)
-        self._stream_flights[k] = flight
-        sub: DedupStream[C] = DedupStream(self, flight, "leader")
-        flight.task = loop.create_task(self._pump(flight, source))
-        return sub
-
-    async def _pump(self, flight: _StreamFlight, source: Callable[[], AsyncIterator[C]]) -> None:
-        iterator: AsyncIterator[C] | None = None
+    async def _fly(self, flight: _Flight, source: Callable[[], AsyncIterator[Any]]) -> None:
+        iterator: AsyncIterator[Any] | None = None
         try:
             iterator = source()
             async for chunk in iterator:
@@ -363,38 +259,30 @@ class RequestDeduplicator:
             self._errors += 1
             flight.finish(exc)
         except BaseException as exc:
-            # KeyboardInterrupt/SystemExit: tell the subscribers, but do not swallow it.
-            flight.finish(exc)
+            flight.finish(exc)  # KeyboardInterrupt/SystemExit: tell the subscribers, then go on
             raise
         else:
             flight.finish()
             if self._window > 0:
-                size = 56 + 8 * len(flight.chunks)
-                for chunk in flight.chunks:
-                    size += _approx_size(chunk)
-                    if size > self._max_bytes:
-                        break
-                # The list is frozen from now on (done), so replays can share it without a copy.
-                self._window_put("stream", flight.key, flight.chunks, size)
+                self._remember(flight)
         finally:
-            self._forget_stream(flight)
-            # Lets a hand-written iterator (say, over an HTTP response) release what it holds.
+            self._forget(flight)
             aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
+            if aclose is not None:  # lets a source release what it holds (an HTTP response)
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    def _forget_stream(self, flight: _StreamFlight) -> None:
-        if self._stream_flights.get(flight.key) is flight:
-            del self._stream_flights[flight.key]
+    def _forget(self, flight: _Flight) -> None:
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
 
-    def _abandon_stream(self, flight: _StreamFlight) -> None:
-        self._forget_stream(flight)
+    def _abandon(self, flight: _Flight) -> None:
+        self._forget(flight)
         task = flight.task
         if task is not None and not task.done():
             task.cancel()
 
-    # -- the window --------------------------------------------------------------------------
+    # -- the window ----------------------------------------------------------------------------
 
     def _expire(self, now: float) -> None:
         entries = self._entries
@@ -405,28 +293,28 @@ class RequestDeduplicator:
             _, entry = entries.popitem(last=False)
             self._entries_bytes -= entry.size
 
-    def _window_get(self, kind: _Kind, key: str) -> _WindowEntry | None:
-        if not self._entries:
-            return None
-        self._expire(self._clock())
-        return self._entries.get((kind, key))
-
-    def _window_put(self, kind: _Kind, key: str, value: Any, size: int) -> None:
-        if size > self._max_bytes or self._max_entries == 0:
+    def _remember(self, flight: _Flight) -> None:
+        size = 56 + 8 * len(flight.chunks)
+        for chunk in flight.chunks:
+            size += _approx_size(chunk)
+            if size > self._max_bytes:
+                return
+        if self._max_entries == 0:
             return
         now = self._clock()
         self._expire(now)
         entries = self._entries
-        old = entries.pop((kind, key), None)
+        old = entries.pop(flight.key, None)
         if old is not None:
             self._entries_bytes -= old.size
-        entries[(kind, key)] = _WindowEntry(now + self._window, value, size)
+        # The list is frozen from now on (done), so replays share it without a copy.
+        entries[flight.key] = _WindowEntry(now + self._window, flight.chunks, size)
         self._entries_bytes += size
         while len(entries) > self._max_entries or self._entries_bytes > self._max_bytes:
             _, evicted = entries.popitem(last=False)
             self._entries_bytes -= evicted.size
 
-    # -- stats -------------------------------------------------------------------------------
+    # -- figures -------------------------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
         """Counters since creation; ``saved_calls`` are the upstream calls avoided."""
@@ -440,7 +328,7 @@ class RequestDeduplicator:
             "window_hits": self._window_hits,
             "saved_calls": saved,
             "errors": self._errors,
-            "pending_requests": len(self._flights) + len(self._stream_flights),
+            "pending_requests": len(self._flights),
             "window_entries": len(self._entries),
             "window_bytes": self._entries_bytes,
             "window": self._window,
@@ -448,6 +336,6 @@ class RequestDeduplicator:
         }
 
     def clear(self) -> None:
-        """Forget every reusable result. Flights in progress finish for the callers they have."""
+        """Forget every reusable answer. Flights in progress finish for the callers they have."""
         self._entries.clear()
         self._entries_bytes = 0

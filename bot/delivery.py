@@ -1,13 +1,14 @@
 """How a streamed answer reaches a chat: the timing policy, free of any chat transport.
 
-Each REST call costs throughput (FIELD-NOTES: a typing call or a placeholder-then-edit on a fast answer
-costs about a fifth of it), so:
+Each REST call costs throughput (measured with discord.py against the sandbox: a typing call or a
+placeholder-then-edit on a fast answer costs about a fifth of it), so:
 
 - an answer complete within ``first_window`` (1 s) of its first token goes out as plain messages, with
   no placeholder, no edit and no typing call;
 - a longer one is posted once its first second of text exists, then the last message is edited at most
-  once per ``edit_interval`` (1 s) as text arrives; a part that fills up is left as it is and the next
-  part is sent as a new message (the split is prefix-stable, see :mod:`bot.splitter`);
+  once per ``edit_interval`` (1 s) as text arrives, and the final text is written as soon as the
+  answer ends (not a pacing interval later); a part that fills up is left as it is and the next part
+  is sent as a new message (the split is prefix-stable, see :mod:`bot.splitter`);
 - the typing indicator is sent only when the first token is slower than ``typing_after`` (0.5 s), and
   renewed every 8 s while the wait goes on (Discord shows it for about 10 s).
 
@@ -61,53 +62,14 @@ class Delivery:
         return len(self.text)
 
 
-class _Pump:
-    """Reads the answer in its own task, so waiting for it can time out without cancelling it."""
-
-    def __init__(self, deltas: AsyncIterator[str], clock: Callable[[], float]) -> None:
-        self.chunks: list[str] = []
-        self.done = False
-        self.error: BaseException | None = None
-        self.first_token_at: float | None = None
-        self.changed = asyncio.Event()
-        self._clock = clock
-        self._task = asyncio.create_task(self._run(deltas))
-
-    async def _run(self, deltas: AsyncIterator[str]) -> None:
-        try:
-            async for delta in deltas:
-                if not delta:
-                    continue
-                if self.first_token_at is None:
-                    self.first_token_at = self._clock()
-                self.chunks.append(delta)
-                self.changed.set()
-        except Exception as exc:  # handed to the caller, who turns it into a reply
-            self.error = exc
-        finally:
-            self.done = True
-            self.changed.set()
-
-    @property
-    def text(self) -> str:
-        if len(self.chunks) > 1:
-            self.chunks[:] = ["".join(self.chunks)]
-        return self.chunks[0] if self.chunks else ""
-
-    async def wait(self, deadline: float | None) -> None:
-        """Wait for the next change, or until ``deadline`` (clock time) passes."""
-        self.changed.clear()
-        if self.done:
-            return
-        timeout = None if deadline is None else max(0.0, deadline - self._clock())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout)
-
-    async def cancel(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+async def _keep_typing(sink: ReplySink, result: Delivery) -> None:
+    """The typing indicator now and every ``TYPING_RENEW`` s until cancelled (the first token)."""
+    while True:
+        # A hint only: a refused typing call (a 5xx, a 429 given up) must not cost the answer.
+        with contextlib.suppress(Exception):
+            await sink.typing()
+            result.typing_calls += 1
+        await asyncio.sleep(TYPING_RENEW)
 
 
 async def deliver(
@@ -120,46 +82,66 @@ async def deliver(
     limit: int = DISCORD_LIMIT,
     clock: Callable[[], float] = time.monotonic,
 ) -> Delivery:
-    """Stream ``deltas`` into ``sink`` under the policy above. Errors come back in ``.error``."""
+    """Stream ``deltas`` into ``sink`` under the policy above. Errors come back in ``.error``.
+
+    The deltas are read here, in the caller's task: the decisions to post and to edit are taken as
+    text arrives, and the final text is written as soon as the deltas end. The typing indicator is a
+    timer that starts a task only when the first token is late.
+    """
     result = Delivery()
     started = clock()
-    pump = _Pump(deltas, clock)
+    loop = asyncio.get_running_loop()
+    typing: list[asyncio.Task[None]] = []
+    timer = loop.call_later(
+        typing_after, lambda: typing.append(loop.create_task(_keep_typing(sink, result)))
+    )
+    parts: list[str] = []
+    first_at: float | None = None
+    last_sync: float | None = None  # None: nothing posted yet
+    refused: Exception | None = None  # the sink's own failure: the caller's to handle, not a reply
     try:
-        # Until the first token: typing only if it is slow to come.
-        next_typing = started + typing_after
-        while pump.first_token_at is None and not pump.done:
-            await pump.wait(next_typing)
-            if pump.first_token_at is None and not pump.done and clock() >= next_typing:
-                # A hint only: a refused typing call (a 5xx, a 429 given up) must not cost the answer.
-                with contextlib.suppress(Exception):
-                    await sink.typing()
-                    result.typing_calls += 1
-                next_typing = clock() + TYPING_RENEW
-        if pump.first_token_at is not None:
-            result.first_token_s = pump.first_token_at - started
-            # The first second of text: if the answer ends within it, it goes out whole.
-            deadline = pump.first_token_at + first_window
-            while not pump.done and clock() < deadline:
-                await pump.wait(deadline)
-        if not pump.done:
-            result.streamed = True
-            await _sync(sink, pump.text, result, limit)
+        async for delta in deltas:
+            if not delta:
+                continue
+            parts.append(delta)
+            now = clock()
+            if first_at is None:
+                first_at = now
+                result.first_token_s = now - started
+                _stop_typing(timer, typing)
+            if last_sync is None:
+                if now - first_at < first_window:
+                    continue
+                result.streamed = True  # the answer outlasts its first second: post, then edit
+            elif now - last_sync < edit_interval:
+                continue
+            try:
+                await _sync(sink, "".join(parts), result, limit)
+            except Exception as exc:
+                refused = exc
+                break
             last_sync = clock()
-            while not pump.done:
-                await pump.wait(last_sync + edit_interval)
-                if not pump.done and clock() - last_sync >= edit_interval:
-                    await _sync(sink, pump.text, result, limit)
-                    last_sync = clock()
-            # The final edit keeps the pace too: edits stay at most one per interval.
-            await asyncio.sleep(max(0.0, last_sync + edit_interval - clock()))
-        result.error = pump.error
-        text = pump.text
-        if not text.strip() and pump.error is None:
-            text = EMPTY_ANSWER
-        await _sync(sink, text, result, limit)
+    except Exception as exc:  # the answer failed: handed to the caller, who turns it into a reply
+        result.error = exc
     finally:
-        await pump.cancel()
+        _stop_typing(timer, typing)
+        aclose = getattr(deltas, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if refused is not None:
+        raise refused
+    text = "".join(parts)
+    if not text.strip() and result.error is None:
+        text = EMPTY_ANSWER
+    await _sync(sink, text, result, limit)
     return result
+
+
+def _stop_typing(timer: asyncio.TimerHandle, typing: list[asyncio.Task[None]]) -> None:
+    timer.cancel()
+    for task in typing:
+        task.cancel()
+    typing.clear()
 
 
 async def _sync(sink: ReplySink, text: str, result: Delivery, limit: int) -> None:

@@ -1,118 +1,70 @@
-"""The chat engine: what the bot does with a message, free of any chat transport (no discord).
+"""The chat engine: what the bot does with a question, free of any chat transport (no discord).
 
-The front end (Discord, the sandbox, tests) hands it text and reads back string deltas:
+One async generator, :meth:`ChatEngine.answer`, is the whole path of an answer: it builds the
+request (system prompt, the conversation's history, the question — nothing per user or per moment,
+so the same question asked at once in fresh conversations is one request), keys it, leads or joins
+its flight, yields the text as it arrives, and in one ``finally`` logs the ``llm_call`` event and
+records the exchange in the history once the answer is complete. The transport below it knows
+nothing of dedup or metrics; the delivery above it knows nothing of the LLM.
 
-- :meth:`ChatEngine.build_messages` — ``[system] + channel history + [user text]``, with nothing per
-  user or per moment, so the same question asked at the same time in fresh channels is one request
-  and the deduplicator merges it;
-- :meth:`ChatEngine.ask` — streams the answer, records the exchange in the channel's history once
-  the answer is complete, and logs an ``error`` event when the LLM fails (then re-raises);
-- ``take_message``, ``log_reply``, ``log_command``, ``log_error`` — the metrics events, which
-  never carry message text or model output (lengths and counts only).
+``take_message``, ``log_reply``, ``log_command`` and ``log_error`` are the other metrics events,
+which never carry message text or model output (lengths and counts only).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+from bot.dedup import RequestDeduplicator
 from bot.history import ChatHistoryManager
-from bot.llm_errors import LLMError
+from bot.llm.errors import LLMError, LLMResponseError
+from bot.llm.http import HTTPTransport
+from bot.llm.types import ChatRequest, Chunk, Done
 from bot.metrics import MetricsService
-from bot.ollama import ChatResult, ChatStream, DedupRole, OllamaService
 from bot.percentile import percentile
+from bot.settings import DEFAULT_SYSTEM_PROMPT
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "Answer", "ChatEngine"]
+__all__ = ["ChatEngine", "Question"]
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful assistant in a Discord server. Answer clearly and concisely."
-)
 # Reply latencies kept for the end-of-run percentiles: the most recent ones, bounded.
 _LATENCY_SAMPLES = 100_000
 
 
-class Answer:
-    """One answer as string deltas (empty chunks skipped).
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A question to answer: the conversation it belongs to and its text (mention removed)."""
 
-    ``role`` says how the LLM call was served (leader/follower/window/off); ``result`` is the
-    :class:`ChatResult` once the answer is complete; ``text`` is what has arrived so far.
-    """
-
-    __slots__ = ("_channel", "_engine", "_parts", "_question", "_recorded", "_stream")
-
-    def __init__(self, engine: ChatEngine, channel: str, question: str, stream: ChatStream) -> None:
-        self._engine = engine
-        self._channel = channel
-        self._question = question
-        self._stream = stream
-        self._parts: list[str] = []
-        self._recorded = False
-
-    @property
-    def role(self) -> DedupRole:
-        return self._stream.role
-
-    @property
-    def result(self) -> ChatResult | None:
-        return self._stream.result
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-    def __aiter__(self) -> Answer:
-        return self
-
-    async def __anext__(self) -> str:
-        while True:
-            try:
-                chunk = await self._stream.__anext__()
-            except LLMError as exc:
-                self._engine._llm_failed(exc)
-                raise
-            if chunk.done:
-                self._record()
-            if chunk.content:
-                self._parts.append(chunk.content)
-                return chunk.content
-
-    def _record(self) -> None:
-        result = self._stream.result
-        if self._recorded or result is None:
-            return
-        self._recorded = True
-        self._engine._answered(self._channel, self._question, result)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def collect(self) -> str:
-        """Read the whole answer and return its text."""
-        try:
-            async for _ in self:
-                pass
-        finally:
-            await self.aclose()
-        return self.text
+    conversation: str
+    text: str
 
 
 class ChatEngine:
-    """Builds requests from history, streams answers, keeps history and logs events."""
+    """Builds requests from history, streams answers through the flights, logs, keeps history."""
 
     def __init__(
         self,
-        llm: OllamaService,
+        transport: HTTPTransport,
         history: ChatHistoryManager,
         metrics: MetricsService,
+        flights: RequestDeduplicator,
         *,
+        model: str,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-        model: str | None = None,
+        dedup: bool = True,
     ) -> None:
-        self.llm = llm
+        self.transport = transport
         self.history = history
         self.metrics = metrics
-        self.system_prompt = system_prompt
+        self.flights = flights
         self.model = model
+        self.system_prompt = system_prompt
+        self.dedup = dedup
+        self._system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         self._messages = 0
         self._commands = 0
         self._replies: Counter[str] = Counter()
@@ -121,38 +73,93 @@ class ChatEngine:
         self._llm_errors = 0
         self._reply_latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
 
-    # the conversation
+    # -- the conversation ----------------------------------------------------------------------
 
-    def build_messages(self, channel: str, text: str) -> list[dict[str, str]]:
-        """What the LLM is sent: the system prompt, the channel's history, then ``text``."""
-        messages: list[dict[str, str]] = []
-        if self.system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
-        messages.extend(self.history.get_history(channel))
-        messages.append({"role": "user", "content": text})
-        return messages
+    def build_request(self, question: Question) -> ChatRequest:
+        """The system prompt, the conversation's history, then the question."""
+        messages = [*self._system, *self.history.get_history(question.conversation)]
+        messages.append({"role": "user", "content": question.text})
+        return ChatRequest(self.model, messages)
 
-    def ask(self, channel: str, text: str) -> Answer:
-        """Stream the answer to ``text`` in ``channel``; raises :class:`LLMError` on failure.
+    async def answer(self, question: Question) -> AsyncIterator[str]:
+        """The answer's text as it arrives; raises :class:`LLMError` when the LLM fails."""
+        request = self.build_request(question)
+        transport = self.transport
+        started = time.perf_counter()
+        first: float | None = None
+        parts: list[str] = []
+        done: Done | None = None
+        error: BaseException | None = None
+        chunks: AsyncIterator[Chunk]
+        role: str
+        if self.dedup:
+            key = request.key(transport.api, transport.base_url)
+            subscription = self.flights.join(key, lambda: transport.stream(request))
+            chunks, role = subscription, subscription.role
+        else:
+            chunks, role = transport.stream(request), "off"
+        try:
+            async for chunk in chunks:
+                if type(chunk) is str:
+                    if first is None:
+                        first = time.perf_counter()
+                    parts.append(chunk)
+                    yield chunk
+                elif isinstance(chunk, Done):
+                    done = chunk
+            if done is None:
+                raise LLMResponseError("the stream ended before its final chunk")
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._llm_call(request, role, started, first, done, error)
+            if error is None:
+                self.history.add_message(question.conversation, "user", question.text)
+                self.history.add_message(question.conversation, "assistant", "".join(parts))
 
-        Needs a running event loop (the LLM call may start at once, shared with identical ones).
-        """
-        stream = self.llm.chat_stream(self.build_messages(channel, text), model=self.model)
-        return Answer(self, channel, text, stream)
+    def _llm_call(
+        self,
+        request: ChatRequest,
+        role: str,
+        started: float,
+        first: float | None,
+        done: Done | None,
+        error: BaseException | None,
+    ) -> None:
+        ended = time.perf_counter()
+        status = "ok"
+        if error is None:
+            self._llm_roles[role] += 1
+        elif isinstance(error, GeneratorExit | asyncio.CancelledError):
+            status = "cancelled"  # the caller left (a stop, a reply given up): not the LLM's fault
+        else:
+            status = "error"
+            self._llm_errors += 1
+            self.log_error("llm", error)
+        self.metrics.log_event(
+            "llm_call",
+            {
+                "model": request.model,
+                "api": self.transport.api,
+                "latency_ms": round((ended - started) * 1000, 3),
+                "ttft_ms": None if first is None else round((first - started) * 1000, 3),
+                "tokens_in": done.tokens_in if done is not None else None,
+                "tokens_out": done.tokens_out if done is not None else None,
+                "dedup": role,
+                "status": status,
+                "error": None if status == "ok" else type(error).__name__,
+            },
+        )
 
-    def reset(self, channel: str) -> bool:
-        """Forget the channel's history; ``True`` if there was one."""
-        return self.history.clear(channel)
+    def reset(self, conversation: str) -> bool:
+        """Forget the conversation's history; ``True`` if there was one."""
+        return self.history.clear(conversation)
 
-    def _answered(self, channel: str, question: str, result: ChatResult) -> None:
-        self.history.add_exchange(channel, question, result.content)
-        self._llm_roles[result.dedup] += 1
-
-    def _llm_failed(self, exc: LLMError) -> None:
-        self._llm_errors += 1
-        self.log_error("llm", exc)
-
-    # events (never any text)
+    # -- events (never any text) ---------------------------------------------------------------
 
     def take_message(self, channel: str, user: str, text: str, *, source: str = "mention") -> None:
         """A user message was taken: logs its length, never its text."""
@@ -162,14 +169,7 @@ class ChatEngine:
         )
 
     def log_reply(
-        self,
-        channel: str,
-        *,
-        latency_ms: float,
-        parts: int,
-        chars: int,
-        edits: int,
-        status: str,
+        self, channel: str, *, latency_ms: float, parts: int, chars: int, edits: int, status: str
     ) -> None:
         self._replies[status] += 1
         self._reply_latencies.append(latency_ms)
@@ -191,15 +191,17 @@ class ChatEngine:
 
     def log_error(self, where: str, exc: BaseException, *, detail: str | None = None) -> None:
         """An ``error`` event. Without ``detail``, only a safe description (never ``str(exc)``,
-        which may quote the user's text or the model's output)."""
-        if detail is None:
-            detail = exc.detail if isinstance(exc, LLMError) else "unexpected error"
+        which may quote the user's text or the model's output); an LLM error adds its URL."""
+        data: dict[str, Any] = {"where": where, "error": type(exc).__name__}
+        if isinstance(exc, LLMError):
+            data["detail"] = detail or exc.detail
+            data["url"] = exc.url or self.transport.base_url
+        else:
+            data["detail"] = detail or "unexpected error"
         self._errors[where] += 1
-        self.metrics.log_event(
-            "error", {"where": where, "error": type(exc).__name__, "detail": detail}
-        )
+        self.metrics.log_event("error", data)
 
-    # figures
+    # -- figures -------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, Any]:
         """This engine's own counts since start, and reply latency percentiles (ms)."""
@@ -216,19 +218,14 @@ class ChatEngine:
             "llm_upstream_answers": roles["leader"] + roles["off"],
             "llm_saved_answers": roles["follower"] + roles["window"],
             "llm_errors": self._llm_errors,
-            "reply_latency_ms": {
-                "p50": percentile(latencies, 50),
-                "p95": percentile(latencies, 95),
-                "p99": percentile(latencies, 99),
-            },
+            "reply_latency_ms": {q: percentile(latencies, n) for q, n in _QUANTILES},
         }
 
     def summary(self) -> dict[str, Any]:
-        """``metrics.get_summary()`` with the LLM client's cache statistics."""
+        """``metrics.get_summary()`` (dedup, history and batch figures) and whether dedup is on."""
         summary = self.metrics.get_summary()
-        llm_stats = self.llm.get_cache_stats()
-        # The deduplicator the LLM client really uses, whether or not metrics was given it.
-        cache = summary.setdefault("cache_stats", {})
-        cache["deduplication"] = {**cache.get("deduplication", {}), **llm_stats["deduplication"]}
-        summary["llm"] = llm_stats
+        summary["dedup_enabled"] = self.dedup
         return summary
+
+
+_QUANTILES = (("p50", 50), ("p95", 95), ("p99", 99))

@@ -5,8 +5,8 @@ of the least recently used channel (``popitem(last=False)``) are O(1), where a l
 O(channels) per operation. Each channel keeps at most ``max_messages`` messages; the oldest fall
 off the deque by themselves.
 
-Messages are stored as ``(role, content)`` tuples (smaller than dicts, and immutable so nothing a
-caller does to a returned list changes the history) and handed out as fresh dicts.
+Messages are stored as the ``{"role", "content"}`` dicts an LLM request needs, built once, so a
+lookup copies no message: the list handed out is new, the dicts in it are shared (read-only).
 """
 
 from __future__ import annotations
@@ -56,22 +56,8 @@ class ChatHistoryManager:
         channels.move_to_end(key)
         return list(messages)
 
-    def _channel(self, key: str) -> deque[_Message]:
-        channels = self._channels
-        messages = channels.get(key)
-        if messages is None:
-            messages = deque(maxlen=self._max_messages)
-            channels[key] = messages
-            if len(channels) > self._max_channels:
-                channels.popitem(last=False)
-                self._evictions += 1
-        else:
-            channels.move_to_end(key)
-        return messages
-
     def add_message(self, channel_id: str | int, role: str, content: str) -> None:
         """Append a message, creating the channel (and evicting the LRU one) if needed."""
-        # _channel inlined: this runs once per message, and a call costs as much as the LRU work.
         key = channel_id if type(channel_id) is str else str(channel_id)
         channels = self._channels
         messages = channels.get(key)
@@ -83,12 +69,6 @@ class ChatHistoryManager:
         else:
             channels.move_to_end(key)
         messages.append({"role": role, "content": content})
-
-    def add_exchange(self, channel_id: str | int, user_text: str, assistant_text: str) -> None:
-        """Append a question and its answer with a single lookup."""
-        messages = self._channel(str(channel_id))
-        messages.append({"role": "user", "content": user_text})
-        messages.append({"role": "assistant", "content": assistant_text})
 
     def clear(self, channel_id: str | int) -> bool:
         """Forget a channel's history; ``True`` if it existed."""

@@ -22,9 +22,10 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,8 +42,8 @@ logger = logging.getLogger("bot.metrics")
 
 # Never written: message text, model output, secrets (SPEC "Metrics file").
 FORBIDDEN_KEYS = frozenset({"content", "text", "prompt", "token", "api_key", "authorization"})
-# `ts` and `type` are the service's own; data cannot override them.
-_SPECIAL_KEYS = FORBIDDEN_KEYS | {"ts", "type"}
+# `ts`, `type` and `run` are the service's own; data cannot override them.
+_SPECIAL_KEYS = FORBIDDEN_KEYS | {"ts", "type", "run"}
 
 # Up to this many events a batch is serialised and written inline. Measured on this machine: the
 # hop to a worker thread costs the loop ~0.1-0.13 ms of CPU by itself, a 50-event batch ~0.06 ms
@@ -76,19 +77,6 @@ _HISTORY_DEFAULTS: dict[str, Any] = {
     "evictions": 0,
     "hit_rate": 0.0,
 }
-
-
-class _Done:
-    """An awaitable that is already complete and needs no event loop to exist."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield  # makes this a generator function
-
-
-_DONE = _Done()
 
 
 @dataclass(slots=True)
@@ -185,6 +173,8 @@ class MetricsService:
         stats_interval: float | None = None,
         deduplicator: RequestDeduplicator | None = None,
         history: ChatHistoryManager | None = None,
+        run_id: str | None = None,
+        fields: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if batch_size < 1:
@@ -204,6 +194,10 @@ class MetricsService:
         self._dedup = deduplicator
         self._history = history
         self._clock = clock
+        # Every event says which run wrote it (and, from botctl, which shards): `metrics summary`
+        # reads one run at a time, so appended runs never mix.
+        self.run_id = run_id or secrets.token_hex(3)
+        self._fields = {"run": self.run_id, **(fields or {})}
 
         self._buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
         self._counts: dict[str, int] = {}
@@ -221,7 +215,6 @@ class MetricsService:
         self._task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._final_stats_logged = False
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         # Flushes run shielded in their own tasks; hold them so they are not collected mid-write.
@@ -231,23 +224,11 @@ class MetricsService:
     def path(self) -> Path:
         return self._path
 
-    def attach(
-        self,
-        *,
-        deduplicator: RequestDeduplicator | None = None,
-        history: ChatHistoryManager | None = None,
-    ) -> None:
-        """Give the service the components whose statistics go into ``stats`` and the summary."""
-        if deduplicator is not None:
-            self._dedup = deduplicator
-        if history is not None:
-            self._history = history
-
     # -- the hot path ------------------------------------------------------------------------
 
     def log_event(self, event_type: str, data: Mapping[str, Any] | None = None) -> None:
         """Buffer one event; no I/O. Forbidden keys (message text, secrets) are dropped."""
-        event: dict[str, Any] = {"ts": self._clock(), "type": event_type}
+        event: dict[str, Any] = {"ts": self._clock(), "type": event_type, **self._fields}
         if data:
             if _SPECIAL_KEYS.isdisjoint(data):
                 event.update(data)
@@ -344,12 +325,6 @@ class MetricsService:
         task.add_done_callback(self._writes.discard)
         return await asyncio.shield(task)
 
-    def _flush_sync(self) -> int:
-        if not self._buffer:
-            return 0
-        batch = self._take()
-        return self._settle(batch, _write_events(self._path, batch, self._fsync))
-
     # -- statistics --------------------------------------------------------------------------
 
     def _log_stats(self) -> None:
@@ -396,7 +371,7 @@ class MetricsService:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._stopping = False
-            self._final_stats_logged = False
+            self._stop_task = None
             # Fresh events: the old ones may be bound to a loop that no longer runs.
             self._wake = asyncio.Event()
             self._stop_evt = asyncio.Event()
@@ -443,28 +418,16 @@ class MetricsService:
             logger.exception("the metrics writer stopped unexpectedly")
 
     def stop_batch_flush_task(self) -> Awaitable[None]:
-        """Stop the writer, log a final ``stats`` event and write everything buffered.
+        """Stop the writer, write everything buffered, then a final ``stats`` snapshot.
 
-        With a running loop this returns the task doing it (awaiting it is optional); without one
-        it writes synchronously. Calling it again is harmless.
+        Returns the task doing it (awaiting it is optional; calling again returns the same task).
+        The snapshot is taken after the final flush, so the last line of a graceful stop holds the
+        run's complete figures (events written, flushes), and is written at once.
         """
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._stopping = True
-            self._task = None  # a task from a loop that no longer runs can do nothing more
-            self._log_final_stats()
-            self._flush_sync()
-            return _DONE
-        if self._stop_task is not None and not self._stop_task.done():
-            return self._stop_task
-        self._stop_task = loop.create_task(self._stop(loop), name="metrics-batch-stop")
+        loop = asyncio.get_running_loop()
+        if self._stop_task is None:
+            self._stop_task = loop.create_task(self._stop(loop), name="metrics-batch-stop")
         return self._stop_task
-
-    def _log_final_stats(self) -> None:
-        if not self._final_stats_logged:
-            self._final_stats_logged = True
-            self._log_stats()
 
     async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._stopping = True
@@ -473,5 +436,6 @@ class MetricsService:
             self._wake.set()
             self._stop_evt.set()
             await task
-        self._log_final_stats()
+        await self.flush()
+        self._log_stats()
         await self.flush()

@@ -1,106 +1,62 @@
-"""The bot's settings: one frozen, validated object built from defaults < TOML file < environment < flags.
+"""The bot's settings: one frozen :class:`Settings` built from defaults < TOML file < env < flags.
 
-:func:`load_settings` takes the TOML file's path and the values that were given on the command line
-or in the environment (the CLI merges those two: Typer reads each option's environment variable, and
-a flag beats it) and returns a :class:`Settings`. Any bad value raises :class:`SettingsError` with one
-line that names the setting and the form expected.
-
-The TOML file uses the option names with ``_`` for ``-`` (``batch_size = 50``), flat or under a
-``[bot]`` table, and sandbox options flat or under ``[sandbox]``. ``reply_channels`` lists channel
-ids the bot answers in without being mentioned.
+Each field is declared once (:func:`bot.options.option`): its TOML key is its name, its environment
+variables, CLI flag, help and check come from the declaration, and ``botctl run`` builds its options
+from these fields. The TOML file holds the keys flat or under a ``[bot]`` table (``botctl`` also
+reads its sandbox and run keys from the same file). A bad value raises :class:`SettingsError` with
+one line naming the setting and the form expected.
 """
 
 from __future__ import annotations
 
-import math
 import os
+import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bot.options import (
+    SettingsError,
+    boolean,
+    build,
+    declared,
+    id_list,
+    number,
+    option,
+    optional,
+    text,
+)
+
+__all__ = [
+    "DEFAULT_LLM_URL",
+    "DEFAULT_MODEL",
+    "DEFAULT_SYSTEM_PROMPT",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "normalize_llm_url",
+    "read_config_file",
+    "strip_credentials",
+]
+
 DEFAULT_LLM_URL = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3.2"
-DEFAULT_METRICS_FILE = "profiles/metrics.jsonl"
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant in a Discord server. Answer clearly and concisely."
 )
-
-
-class SettingsError(ValueError):
-    """A setting has a bad value; the message is one line naming the setting and the form expected."""
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything that changes what the bot does. Built by :func:`load_settings`, never mutated."""
-
-    token: str | None = field(default=None, repr=False)
-    llm_url: str = DEFAULT_LLM_URL
-    llm_url_given: bool = False
-    model: str = DEFAULT_MODEL
-    metrics_file: Path = Path(DEFAULT_METRICS_FILE)
-    batch_size: int = 50
-    batch_interval: float = 60.0
-    stats_interval: float = 30.0
-    history_limit: int = 20
-    history_channels: int = 1000
-    dedup_window: float = 5.0
-    dedup: bool = True
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    llm_timeout: float = 120.0
-    duration: float | None = None
-    discord_api: str | None = None
-    discord_gateway: str | None = None
-    reply_channels: tuple[int, ...] = ()
-    cooldown: float | None = None  # None: 2 s on Discord, 0 in the sandbox (its users are load)
-    # The sandbox (used when no token is given).
-    users: int = 20
-    channels: int = 10
-    rate: float = 5.0
-    duplicate_ratio: float = 0.3
-    seed: int = 0
-    chat: bool = False
-
-    @property
-    def effective_cooldown(self) -> float:
-        """Seconds between two questions of one user."""
-        if self.cooldown is not None:
-            return self.cooldown
-        return 0.0 if self.sandbox else 2.0
-
-    @property
-    def sandbox(self) -> bool:
-        """True when the bot runs against the embedded sandbox (no Discord token)."""
-        return not self.token
-
-    def __repr__(self) -> str:
-        # The generated repr would show an LLM URL's user:password; tracebacks and logs print reprs.
-        shown = ", ".join(f"{name}={value!r}" for name, value in self.redacted().items())
-        return f"Settings({shown})"
-
-    def redacted(self) -> dict[str, Any]:
-        """The settings as plain data with the token masked, for banners and reports."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "token":
-                value = "***" if value else None
-            elif isinstance(value, Path):
-                value = str(value)
-            elif f.name in ("llm_url", "discord_api", "discord_gateway") and value:
-                value = strip_credentials(value)
-            out[f.name] = value
-        return out
+_LLM, _DISCORD, _HISTORY, _METRICS = "LLM", "Discord", "History", "Metrics"
+# A host name as URLs allow it, or an IP address (an IPv6 one without its brackets).
+_HOST = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
 def strip_credentials(url: str) -> str:
     """``url`` without any ``user:password@`` part, so it can be printed or logged.
 
-    Never raises: it also serves the error messages about URLs that do not parse (a bad port, an
-    unclosed ``[``), so it cuts the text itself rather than asking ``urlsplit`` for the host.
+    Never raises: it also serves error messages about URLs that do not parse, so it cuts the text
+    itself rather than asking ``urlsplit`` for the host.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -113,183 +69,266 @@ def strip_credentials(url: str) -> str:
     authority = rest[:end]
     if "@" not in authority:
         return url
-    host = authority.rpartition("@")[2]
-    return f"{scheme}{sep}{host}{rest[end:]}"
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{rest[end:]}"
 
 
-def normalize_llm_url(value: str) -> str:
-    """Accept what the ollama CLI accepts in ``OLLAMA_HOST`` (``host``, ``host:port``, a URL)."""
-    raw = value.strip()
+def normalize_llm_url(name: str, value: Any) -> str:
+    """What the ollama CLI accepts in ``OLLAMA_HOST`` (``host``, ``host:port``, a URL)."""
+    raw = str(value).strip()
+    example = "http://127.0.0.1:11434"
     if not raw:
-        raise SettingsError("llm_url: expected a URL such as http://127.0.0.1:11434")
+        raise SettingsError(f"{name}: expected a URL such as {example}")
     # The ollama CLI's rule: no scheme -> port 11434; an explicit scheme -> its usual port.
     default_port = 11434
     if "://" not in raw:
         raw = "http://" + raw
     else:
         default_port = 443 if raw.lower().startswith("https://") else 80
+    shown = strip_credentials(str(value))
     try:
         parts = urlsplit(raw)
-    except ValueError:  # an unclosed "[" of an IPv6 address
-        parts = urlsplit("invalid:")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        port = parts.port
+    except ValueError:  # a bad port, an unclosed "[" of an IPv6 address
         raise SettingsError(
-            f"llm_url: expected an http(s) URL such as http://127.0.0.1:11434, "
-            f"got {strip_credentials(value)!r}"
-        )
-    host = parts.hostname
-    if host in ("0.0.0.0", "::"):  # a listen address, as OLLAMA_HOST often holds; connect locally
+            f"{name}: expected an http(s) URL such as {example}, got {shown!r}"
+        ) from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not _HOST.match(host):
+        raise SettingsError(f"{name}: expected an http(s) URL such as {example}, got {shown!r}")
+    if host in ("0.0.0.0", "::"):  # a listen address, as OLLAMA_HOST often holds: connect locally
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise SettingsError(f"llm_url: bad port in {strip_credentials(value)!r}") from exc
-    if port is None:
-        port = default_port
-    netloc = host + f":{port}"
+    netloc = f"{host}:{port if port is not None else default_port}"
     if parts.username:
         cred = parts.username + (f":{parts.password}" if parts.password else "")
         netloc = f"{cred}@{netloc}"
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def _url(name: str, schemes: tuple[str, ...], example: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        text = str(value).strip()
+def _discord_url(schemes: tuple[str, ...], example: str) -> Any:
+    def check(name: str, value: Any) -> str:
+        url = str(value).strip()
         try:
-            parts = urlsplit(text)
+            parts = urlsplit(url)
             # .port raises on a port out of range; port 0 cannot be connected to.
             valid = parts.scheme in schemes and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # a bad port, an unclosed "[" of an IPv6 address
+        except ValueError:
             valid = False
         if not valid:
             raise SettingsError(f"{name}: expected a URL such as {example}")
         if "@" in parts.netloc:
             # discord.py authenticates with the bot token alone and refuses user:password@.
             raise SettingsError(f"{name}: remove the user:password@ part (the token is enough)")
-        return text.rstrip("/")
+        return url.rstrip("/")
 
     return check
 
 
-def _number(
-    name: str, kind: type, *, minimum: float | None = None, strict_min: bool = False
-) -> Callable[[Any], Any]:
-    form = "a whole number" if kind is int else "a number"
-    if minimum is not None:
-        form += f" {'>' if strict_min else '>='} {minimum:g}"
-
-    def check(value: Any) -> Any:
-        if isinstance(value, bool):
-            raise SettingsError(f"{name}: expected {form}, got {value!r}")
-        try:
-            if kind is int:
-                if isinstance(value, float) and not value.is_integer():
-                    raise ValueError
-                number: float = int(str(value).strip()) if isinstance(value, str) else int(value)
-            else:
-                number = float(value)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{name}: expected {form}, got {value!r}") from None
-        if math.isnan(number) or math.isinf(number):
-            raise SettingsError(f"{name}: expected {form}, got {value!r}")
-        if minimum is not None and (number <= minimum if strict_min else number < minimum):
-            raise SettingsError(f"{name}: expected {form}, got {value!r}")
-        return number
-
-    return check
-
-
-def _bool(name: str) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(f"{name}: expected true or false, got {value!r}")
-
-    return check
-
-
-def _text(name: str, *, allow_empty: bool = False) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or (not allow_empty and not value.strip()):
-            raise SettingsError(f"{name}: expected a non-empty string")
-        return value
-
-    return check
-
-
-def _optional_duration(value: Any) -> float | None:
-    if value is None:
-        return None
-    number: float = _number("duration", float, minimum=0, strict_min=True)(value)
-    return number
-
-
-def _ratio(value: Any) -> float:
-    number: float = _number("duplicate_ratio", float, minimum=0)(value)
-    if number > 1:
-        raise SettingsError(f"duplicate_ratio: expected a number from 0 to 1, got {value!r}")
-    return number
-
-
-def _channel_ids(value: Any) -> tuple[int, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise SettingsError("reply_channels: expected a list of channel ids such as [123, 456]")
-    try:
-        return tuple(int(str(item).strip()) for item in items if str(item).strip())
-    except ValueError:
-        raise SettingsError(
-            "reply_channels: expected a list of channel ids such as [123, 456]"
-        ) from None
-
-
-def _token(value: Any) -> str | None:
-    if value is None:
-        return None
+def _token(name: str, value: Any) -> str | None:
     if not isinstance(value, str):
-        raise SettingsError("token: expected a string (the bot token from the Discord portal)")
+        raise SettingsError(f"{name}: expected a string (the bot token from the Discord portal)")
     return value.strip() or None
 
 
-_VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "token": _token,
-    "llm_url": normalize_llm_url,
-    "model": _text("model"),
-    "metrics_file": lambda v: Path(_text("metrics_file")(str(v) if isinstance(v, Path) else v)),
-    "batch_size": _number("batch_size", int, minimum=1),
-    "batch_interval": _number("batch_interval", float, minimum=0, strict_min=True),
-    "stats_interval": _number("stats_interval", float, minimum=0, strict_min=True),
-    "history_limit": _number("history_limit", int, minimum=0),
-    "history_channels": _number("history_channels", int, minimum=1),
-    "dedup_window": _number("dedup_window", float, minimum=0),
-    "dedup": _bool("dedup"),
-    "system_prompt": _text("system_prompt", allow_empty=True),
-    "llm_timeout": _number("llm_timeout", float, minimum=0, strict_min=True),
-    "duration": _optional_duration,
-    "discord_api": _url("discord_api", ("http", "https"), "http://127.0.0.1:8080/api/v10"),
-    "discord_gateway": _url("discord_gateway", ("ws", "wss"), "ws://127.0.0.1:8080/gateway"),
-    "reply_channels": _channel_ids,
-    "cooldown": lambda v: None if v is None else _number("cooldown", float, minimum=0)(v),
-    "users": _number("users", int, minimum=1),
-    "channels": _number("channels", int, minimum=1),
-    "rate": _number("rate", float, minimum=0, strict_min=True),
-    "duplicate_ratio": _ratio,
-    "seed": _number("seed", int),
-    "chat": _bool("chat"),
-}
-SETTING_NAMES = frozenset(_VALIDATORS)
+def _choice(*choices: str) -> Any:
+    def check(name: str, value: Any) -> str:
+        word = str(value).strip().lower()
+        if word not in choices:
+            raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        return word
+
+    return check
+
+
+def _path(name: str, value: Any) -> Path:
+    return Path(text()(name, str(value) if isinstance(value, Path) else value))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything that changes what the bot does. Built by :func:`load_settings`, never mutated."""
+
+    token: str | None = option(
+        None,
+        "Discord bot token (prefer the env var: a flag shows in ps). Without one the bot runs in the sandbox.",
+        _token,
+        env="DISCORD_TOKEN",
+        panel=_DISCORD,
+        repr=False,
+    )
+    discord_api: str | None = option(
+        None,
+        "REST base of a Discord-compatible server, such as http://127.0.0.1:8080/api/v10.",
+        _discord_url(("http", "https"), "http://127.0.0.1:8080/api/v10"),
+        env="DISCORD_API_BASE",
+        panel=_DISCORD,
+    )
+    discord_gateway: str | None = option(
+        None,
+        "Gateway URL of a Discord-compatible server, such as ws://127.0.0.1:8080/gateway.",
+        _discord_url(("ws", "wss"), "ws://127.0.0.1:8080/gateway"),
+        env="DISCORD_GATEWAY_URL",
+        panel=_DISCORD,
+    )
+    reply_channels: tuple[int, ...] = option(
+        (),
+        "Channel ids answered without a mention (needs the message-content intent).",
+        id_list,
+        env="BOT_REPLY_CHANNELS",
+        flag="",
+        panel=_DISCORD,
+    )
+    cooldown: float | None = option(
+        None,
+        "Seconds between two questions of one user.",
+        optional(number(float, minimum=0)),
+        env="BOT_COOLDOWN",
+        panel=_DISCORD,
+        default_text="2 on Discord, 0 in the sandbox",
+    )
+    llm_url: str | None = option(
+        None,
+        "URL of the LLM server (Ollama or OpenAI-compatible).",
+        normalize_llm_url,
+        env=("OLLAMA_URL", "OLLAMA_HOST"),
+        panel=_LLM,
+        default_text=DEFAULT_LLM_URL,
+    )
+    llm_api: str = option(
+        "auto",
+        "Protocol of the LLM server: auto (ask it), ollama or openai.",
+        _choice("auto", "ollama", "openai"),
+        env="BOT_LLM_API",
+        panel=_LLM,
+    )
+    model: str = option(DEFAULT_MODEL, "Model name.", text(), env="OLLAMA_MODEL", panel=_LLM)
+    llm_timeout: float = option(
+        120.0,
+        "Seconds before an LLM call is given up.",
+        number(float, minimum=0, strict=True),
+        env="BOT_LLM_TIMEOUT",
+        panel=_LLM,
+    )
+    system_prompt: str = option(
+        DEFAULT_SYSTEM_PROMPT,
+        "System prompt sent first in every request.",
+        text(allow_empty=True),
+        env="BOT_SYSTEM_PROMPT",
+        panel=_LLM,
+        default_text="a short helpful-assistant prompt",
+    )
+    dedup: bool = option(
+        True,
+        "Send every request upstream (no deduplication).",
+        boolean,
+        env="BOT_NO_DEDUP",
+        flag="--no-dedup",
+        negate=True,
+        panel=_LLM,
+    )
+    dedup_window: float = option(
+        5.0,
+        "Seconds a finished answer is reused for an identical request (0 = in flight only).",
+        number(float, minimum=0),
+        env="BOT_DEDUP_WINDOW",
+        panel=_LLM,
+    )
+    history_limit: int = option(
+        20,
+        "Messages kept per conversation.",
+        number(int, minimum=1),
+        env="BOT_HISTORY_LIMIT",
+        panel=_HISTORY,
+    )
+    history_channels: int = option(
+        1000,
+        "Conversations kept in the history LRU.",
+        number(int, minimum=1),
+        env="BOT_HISTORY_CHANNELS",
+        panel=_HISTORY,
+    )
+    metrics_file: Path = option(
+        Path("profiles/metrics.jsonl"),
+        "JSON Lines metrics file.",
+        _path,
+        env="BOT_METRICS_FILE",
+        panel=_METRICS,
+    )
+    batch_size: int = option(
+        50,
+        "Write metrics every N events...",
+        number(int, minimum=1),
+        env="BOT_BATCH_SIZE",
+        panel=_METRICS,
+    )
+    batch_interval: float = option(
+        60.0,
+        "...or every N seconds, whichever comes first.",
+        number(float, minimum=0, strict=True),
+        env="BOT_BATCH_INTERVAL",
+        panel=_METRICS,
+    )
+    stats_interval: float = option(
+        30.0,
+        "Seconds between two `stats` snapshots in the metrics file.",
+        number(float, minimum=0, strict=True),
+        env="BOT_STATS_INTERVAL",
+        panel=_METRICS,
+    )
+
+    @property
+    def sandbox(self) -> bool:
+        """True when the bot runs against the embedded sandbox (no Discord token)."""
+        return not self.token
+
+    @property
+    def effective_cooldown(self) -> float:
+        if self.cooldown is not None:
+            return self.cooldown
+        return 0.0 if self.sandbox else 2.0
+
+    @property
+    def effective_llm_url(self) -> str:
+        return self.llm_url or DEFAULT_LLM_URL
+
+    def __repr__(self) -> str:
+        # A generated repr would show an LLM URL's user:password; tracebacks and logs print reprs.
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"Settings({shown})"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as plain data with the token masked and URL credentials cut."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "token":
+                value = "***" if value else None
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, str) and "://" in value:
+                value = strip_credentials(value)
+            out[f.name] = value
+        return out
+
+    def check(self) -> Settings:
+        """Rules across fields; returns ``self``."""
+        if self.token and (self.discord_api is None) != (self.discord_gateway is None):
+            # Pointing only one of the two at a proxy would send the token to the real Discord.
+            raise SettingsError("discord_api and discord_gateway: give both, or neither")
+        return self
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with validated ``changes``."""
+        known = {f.name: meta for f, meta in declared(Settings)}
+        return replace(self, **{k: known[k].check(k, v) for k, v in changes.items()})
+
+
+SETTING_NAMES = frozenset(f.name for f, _ in declared(Settings))
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The settings held in a TOML file, flattened (``[bot]`` and ``[sandbox]`` tables merge in)."""
+    """The settings in a TOML file, flattened (``[bot]`` and ``[sandbox]`` tables merge in)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -309,14 +348,9 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             flat[key] = value
     flat = {k.replace("-", "_"): v for k, v in flat.items()}
     if "no_dedup" in flat:
-        flat["dedup"] = not _bool("no_dedup")(flat.pop("no_dedup"))
-    unknown = sorted(set(flat) - SETTING_NAMES)
-    if unknown:
-        raise SettingsError(
-            f"config: unknown setting {unknown[0]!r} in {p}; known: {', '.join(sorted(SETTING_NAMES))}"
-        )
+        flat["dedup"] = not boolean("no_dedup", flat.pop("no_dedup"))
     if "token" in flat:
-        # A token in a file that may be committed is a leak waiting to happen; env or flag only.
+        # A token in a file that may be committed is a leak waiting to happen: env or flag only.
         raise SettingsError(f"config: put the Discord token in DISCORD_TOKEN, not in {p}")
     return flat
 
@@ -324,27 +358,16 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    file_values: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Defaults < the TOML ``config_file`` < ``overrides`` (flags and environment, None = not given)."""
+    """Defaults < the TOML ``config_file`` (or ``file_values`` already read) < ``overrides``
+    (flags and environment; ``None`` = not given)."""
     values: dict[str, Any] = {}
     if config_file is not None:
         values.update(read_config_file(config_file))
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = sorted(set(given) - SETTING_NAMES)
-    if unknown:
-        raise SettingsError(f"unknown setting {unknown[0]!r}")
-    values.update(given)
-    checked: dict[str, Any] = {name: _VALIDATORS[name](value) for name, value in values.items()}
-    if "llm_url" in checked:
-        checked["llm_url_given"] = True
-    settings = Settings(**checked)
-    if (settings.discord_api is None) != (settings.discord_gateway is None) and settings.token:
-        # Pointing only one of the two at a proxy would send the token to the real Discord.
-        raise SettingsError("discord_api and discord_gateway: give both, or neither")
-    return settings
-
-
-def with_overrides(settings: Settings, **changes: Any) -> Settings:
-    """A copy of ``settings`` with validated ``changes``."""
-    checked = {name: _VALIDATORS[name](value) for name, value in changes.items()}
-    return replace(settings, **checked)
+    if file_values is not None:
+        values.update(file_values)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    where = str(config_file) if config_file is not None else ""
+    return build(Settings, values, where=where).check()

@@ -1,4 +1,4 @@
-"""Shared helpers of the fault suite: the real bot (``bot.app.serve``) against an in-process sandbox.
+"""Shared helpers of the fault suite: the real bot (``bot.frontend.app.serve``) against an in-process sandbox.
 
 :func:`running_bot` starts a :class:`DiscordServer` (and, unless told otherwise, an
 :class:`LLMServer`) on 127.0.0.1, runs ``serve()`` in the test's event loop with the real discord.py
@@ -28,8 +28,8 @@ from typing import Any
 
 import orjson
 
-from bot.app import ServeResult, serve
 from bot.components import Components
+from bot.frontend.app import ServeResult, serve
 from bot.frontend.endpoints import reset_endpoints
 from bot.settings import load_settings
 from botctl.sandbox.discord_server import DiscordServer, RecordedEdit, RecordedMessage

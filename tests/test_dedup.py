@@ -11,7 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.dedup import KEY_FIELDS, FlightCancelledError, RequestDeduplicator
+from bot.dedup import FlightCancelledError, RequestDeduplicator, Role
+from bot.llm.types import ChatRequest
+
+KEY_FIELDS = ("model", "messages", "options", "format", "tools")
 
 
 class FakeClock:
@@ -41,6 +44,17 @@ def request(**overrides: Any) -> dict[str, Any]:
     return base
 
 
+async def run(dedup: RequestDeduplicator, key: str, call: Any) -> tuple[Any, Role]:
+    """``deduplicate()`` that also says how this caller was served (a flight of one chunk)."""
+
+    async def source() -> AsyncIterator[Any]:
+        yield await call()
+
+    subscription = dedup.join(key, source)
+    values = [value async for value in subscription]
+    return values[0], subscription.role
+
+
 # -- singleflight ------------------------------------------------------------------------------
 
 
@@ -55,7 +69,7 @@ async def test_concurrent_identical_calls_make_one_upstream_call() -> None:
         await gate.wait()
         return {"answer": "42"}
 
-    tasks = [asyncio.create_task(dedup.run("k", upstream)) for _ in range(20)]
+    tasks = [asyncio.create_task(run(dedup, "k", upstream)) for _ in range(20)]
     await settle()
     assert dedup.get_stats()["pending_requests"] == 1
     gate.set()
@@ -199,7 +213,7 @@ async def test_all_callers_cancelled_cancels_the_flight() -> None:
         return "fresh"
 
     # Nothing of the cancelled flight lingers: the next call is a new leader.
-    assert await dedup.run("k", fresh) == ("fresh", "leader")
+    assert await run(dedup, "k", fresh) == ("fresh", "leader")
 
 
 async def test_flight_cancelled_from_inside_is_not_a_cancellation_of_the_callers() -> None:
@@ -228,12 +242,12 @@ async def test_window_reuses_a_result_until_it_expires() -> None:
         calls += 1
         return calls
 
-    assert await dedup.run("k", upstream) == (1, "leader")
+    assert await run(dedup, "k", upstream) == (1, "leader")
     clock.now += 4.9
-    assert await dedup.run("k", upstream) == (1, "window")
+    assert await run(dedup, "k", upstream) == (1, "window")
     assert calls == 1
     clock.now += 0.2
-    assert await dedup.run("k", upstream) == (2, "leader")
+    assert await run(dedup, "k", upstream) == (2, "leader")
     assert calls == 2
     stats = dedup.get_stats()
     assert stats["window_hits"] == 1 and stats["saved_calls"] == 1
@@ -283,8 +297,8 @@ async def test_maps_stay_bounded_under_many_distinct_keys() -> None:
     assert stats["pending_requests"] == 0
     assert stats["leaders"] == 10_000
     # The newest entries are the ones kept.
-    assert await dedup.run("key-9999", upstream) == ("x", "window")
-    assert (await dedup.run("key-0", upstream))[1] == "leader"
+    assert await run(dedup, "key-9999", upstream) == ("x", "window")
+    assert (await run(dedup, "key-0", upstream))[1] == "leader"
 
 
 async def test_window_byte_cap_evicts_and_skips_oversized_results() -> None:
@@ -302,7 +316,7 @@ async def test_window_byte_cap_evicts_and_skips_oversized_results() -> None:
     assert 0 < stats["window_entries"] <= 20
     assert stats["window_bytes"] <= 20_000
     await dedup.deduplicate("huge", payload(50_000))
-    assert (await dedup.run("huge", payload(50_000)))[1] == "leader"
+    assert (await run(dedup, "huge", payload(50_000)))[1] == "leader"
 
 
 # -- streaming ---------------------------------------------------------------------------------
@@ -326,13 +340,13 @@ async def test_stream_fan_out_replays_to_late_subscribers() -> None:
         for i in range(3, 6):
             yield {"i": i}
 
-    early = [dedup.stream("k", source) for _ in range(10)]
+    early = [dedup.join("k", source) for _ in range(10)]
     assert [s.role for s in early].count("leader") == 1
     early_tasks = [asyncio.create_task(consume(s)) for s in early]
     await settle(10)
     assert dedup.get_stats()["pending_requests"] == 1
 
-    late = [dedup.stream("k", source) for _ in range(10)]
+    late = [dedup.join("k", source) for _ in range(10)]
     assert {s.role for s in late} == {"follower"}
     late_tasks = [asyncio.create_task(consume(s)) for s in late]
     release.set()
@@ -343,7 +357,7 @@ async def test_stream_fan_out_replays_to_late_subscribers() -> None:
     assert iterations == 1
 
     # A window hit replays the stored chunks at once.
-    hit = dedup.stream("k", source)
+    hit = dedup.join("k", source)
     assert hit.role == "window"
     assert await consume(hit) == expected
     assert iterations == 1
@@ -373,7 +387,7 @@ async def test_stream_error_reaches_every_subscriber_after_the_chunks_before_it(
             return got, exc
         return got, None
 
-    subs = [dedup.stream("k", source) for _ in range(4)]
+    subs = [dedup.join("k", source) for _ in range(4)]
     results = await asyncio.wait_for(asyncio.gather(*(collect(s) for s in subs)), 2)
     assert iterations == 1
     for got, exc in results:
@@ -382,7 +396,7 @@ async def test_stream_error_reaches_every_subscriber_after_the_chunks_before_it(
     assert dedup.get_stats()["errors"] == 1
 
     # Errors are never reused: a new stream iterates the source again.
-    again = dedup.stream("k", source)
+    again = dedup.join("k", source)
     assert again.role == "leader"
     got, exc = await collect(again)
     assert got == ["a", "b"] and exc is not None
@@ -401,8 +415,8 @@ async def test_stream_cancelled_when_every_subscriber_leaves() -> None:
         finally:
             source_closed.set()
 
-    a = dedup.stream("k", source)
-    b = dedup.stream("k", source)
+    a = dedup.join("k", source)
+    b = dedup.join("k", source)
     assert await a.__anext__() == 1
     await a.aclose()
     await settle()
@@ -428,7 +442,7 @@ async def test_stream_abandoned_by_break_is_cancelled() -> None:
         finally:
             source_closed.set()
 
-    async for chunk in dedup.stream("k", source):
+    async for chunk in dedup.join("k", source):
         if chunk == 2:
             break
     gc.collect()
@@ -446,8 +460,8 @@ async def test_stream_subscriber_cancelled_while_waiting_leaves_others_served() 
         await release.wait()
         yield "second"
 
-    a = dedup.stream("k", source)
-    b = dedup.stream("k", source)
+    a = dedup.join("k", source)
+    b = dedup.join("k", source)
     task_a = asyncio.create_task(consume(a))
     task_b = asyncio.create_task(consume(b))
     await settle()
@@ -518,14 +532,13 @@ def test_negative_window_is_rejected() -> None:
         RequestDeduplicator(window=-1)
 
 
-def test_key_request_fast_path_gives_the_same_key() -> None:
-    from bot.dedup import KeyRequest
-
-    messages = [{"role": "user", "content": "hi"}]
-    fast = KeyRequest(
-        model="m", messages=messages, options={"b": 1, "a": 2}, format=None, tools=None
+def test_chat_request_key_covers_protocol_server_and_model() -> None:
+    messages = [{"role": "user", "content": "hello"}]
+    base = ChatRequest("m", messages).key("ollama", "http://a:1")
+    assert base == ChatRequest("m", list(messages)).key("ollama", "http://a:1")
+    assert base != ChatRequest("m", messages).key("openai", "http://a:1")
+    assert base != ChatRequest("m", messages).key("ollama", "http://b:1")
+    assert base != ChatRequest("m2", messages).key("ollama", "http://a:1")
+    assert base != ChatRequest("m", messages, options={"temperature": 0}).key(
+        "ollama", "http://a:1"
     )
-    plain = {"model": "m", "messages": messages, "options": {"a": 2, "b": 1}, "stream": True}
-    assert RequestDeduplicator.make_key(fast) == RequestDeduplicator.make_key(plain)
-    other = KeyRequest(model="m2", messages=messages, options=None, format=None, tools=None)
-    assert RequestDeduplicator.make_key(other) != RequestDeduplicator.make_key(fast)

@@ -70,8 +70,70 @@ async def test_long_answer_is_posted_then_edited_at_most_once_per_interval() -> 
     assert kinds[0] == "send" and kinds.count("send") == 1 and kinds.count("edit") >= 2
     times = [t for _, t in sink.calls]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    # Every edit, the final one included, waits out the interval.
-    assert all(g >= 0.3 * 0.9 for g in gaps)
+    # The intermediate edits wait out the interval; the final one goes when the answer ends.
+    assert all(g >= 0.3 * 0.9 for g in gaps[:-1])
+
+
+class StepClock:
+    """A clock the answer moves forward itself: timing decisions without wall-clock waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_final_text_is_written_as_soon_as_the_answer_ends() -> None:
+    clock = StepClock()
+    sink = ListSink()
+    stamps: list[tuple[str, float]] = []
+    sink.send = _stamped(sink.send, "send", clock, stamps)  # type: ignore[method-assign]
+    sink.edit = _stamped(sink.edit, "edit", clock, stamps)  # type: ignore[method-assign]
+
+    async def answer() -> AsyncIterator[str]:
+        for at, text in [
+            (0.0, "a "),
+            (0.6, "b "),
+            (1.1, "c "),
+            (1.4, "d "),
+            (2.2, "e "),
+            (2.3, "f "),
+        ]:
+            clock.now = at
+            yield text
+            await asyncio.sleep(0)
+        clock.now = 2.4  # the answer ends 0.2 s after the edit at 2.2
+
+    result = await deliver(answer(), sink, first_window=1.0, edit_interval=1.0, clock=clock)
+    assert sink.messages == ["a b c d e f "]
+    # Posted at 1.1 (its first second of text), edited at 2.2 (a second later), and the final
+    # text at 2.4: when the answer ended, not a pacing interval after the last edit.
+    assert stamps == [("send", 1.1), ("edit", 2.2), ("edit", 2.4)]
+    assert result.edits == 2 and result.streamed
+
+
+def _stamped(call: Any, kind: str, clock: StepClock, stamps: list[tuple[str, float]]) -> Any:
+    async def wrapped(*args: Any) -> Any:
+        stamps.append((kind, clock.now))
+        return await call(*args)
+
+    return wrapped
+
+
+async def test_a_refused_send_is_the_callers_not_an_answer_error() -> None:
+    class Refusing(ListSink):
+        async def edit(self, handle: Any, content: str) -> None:
+            raise OSError("refused")
+
+    sink = Refusing()
+    words = [f"w{i} " for i in range(30)]
+    try:
+        await deliver(chunks(words, gap=0.03), sink, **FAST)
+    except OSError as exc:
+        assert str(exc) == "refused"
+    else:
+        raise AssertionError("the sink's failure was swallowed")
 
 
 async def test_streamed_answer_over_the_limit_becomes_several_messages() -> None:

@@ -19,7 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.frontend.endpoints import configure_endpoints, current_endpoints, reset_endpoints
-from botctl.sandbox.bare_bot import run_bare_bot
+from botctl.bench.bare_bot import run_bare_bot
 from botctl.sandbox.discord_server import DiscordServer, RecordedEdit, RecordedMessage
 from botctl.sandbox.users import TrafficGenerator, plan_counts, plan_traffic
 

@@ -1,4 +1,4 @@
-"""ChatEngine over a real OllamaService and the sandbox LLM on 127.0.0.1."""
+"""ChatEngine over a real Ollama transport and the sandbox LLM on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import orjson
 import pytest
 from _llm import RecordingMetrics, running_llm
 
-from bot.engine import ChatEngine
+from bot.dedup import RequestDeduplicator
+from bot.engine import ChatEngine, Question
 from bot.history import ChatHistoryManager
-from bot.llm_errors import LLMHTTPError
-from bot.ollama import OllamaService
+from bot.llm.errors import LLMHTTPError
+from bot.llm.ollama import OllamaTransport
 from botctl.sandbox.llm_server import LLMServer, answer_for
 
 pytestmark = pytest.mark.integration
@@ -27,13 +28,24 @@ async def server() -> AsyncIterator[LLMServer]:
         yield llm_server
 
 
-@pytest.fixture
-async def engine(server: LLMServer, tmp_path: Path) -> AsyncIterator[ChatEngine]:
+def make_engine(server: LLMServer, tmp_path: Path, *, dedup: bool = True) -> ChatEngine:
     assert server.url is not None
     metrics = RecordingMetrics(tmp_path / "metrics.jsonl")
     history = ChatHistoryManager(max_channels=10, max_messages=10)
-    async with OllamaService(server.url, metrics=metrics) as llm:
-        yield ChatEngine(llm, history, metrics, system_prompt=SYSTEM)
+    flights = RequestDeduplicator()
+    transport = OllamaTransport(server.url)
+    return ChatEngine(
+        transport, history, metrics, flights, model="m", system_prompt=SYSTEM, dedup=dedup
+    )
+
+
+@pytest.fixture
+async def engine(server: LLMServer, tmp_path: Path) -> AsyncIterator[ChatEngine]:
+    engine = make_engine(server, tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.transport.close()
 
 
 def recorded(engine: ChatEngine) -> RecordingMetrics:
@@ -41,43 +53,78 @@ def recorded(engine: ChatEngine) -> RecordingMetrics:
     return engine.metrics
 
 
-def test_build_messages_is_the_same_for_everyone(engine: ChatEngine) -> None:
-    one = engine.build_messages("channel-1", "what is dedup?")
-    two = engine.build_messages("channel-2", "what is dedup?")
+async def text_of(engine: ChatEngine, conversation: str, text: str) -> str:
+    return "".join([d async for d in engine.answer(Question(conversation, text))])
+
+
+def test_the_request_is_the_same_for_everyone(engine: ChatEngine) -> None:
+    one = engine.build_request(Question("channel-1", "what is dedup?"))
+    two = engine.build_request(Question("channel-2", "what is dedup?"))
     assert one == two
-    assert one == [
+    assert list(one.messages) == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "what is dedup?"},
     ]
 
 
-async def test_ask_streams_deltas_and_keeps_history(engine: ChatEngine, server: LLMServer) -> None:
+async def test_answer_streams_logs_and_keeps_history(engine: ChatEngine) -> None:
     question = "what is dedup?"
-    answer = engine.ask("c1", question)
-    deltas = [delta async for delta in answer]
+    deltas = [d async for d in engine.answer(Question("c1", question))]
     expected = answer_for([{"role": "user", "content": question}])
-    assert "".join(deltas) == expected == answer.text and all(deltas)
-    assert answer.role == "leader" and answer.result is not None
-    follow_up = engine.build_messages("c1", "and then?")
-    assert follow_up == [
+    assert "".join(deltas) == expected and all(deltas)
+    (call,) = recorded(engine).of("llm_call")
+    assert call["dedup"] == "leader" and call["status"] == "ok" and call["error"] is None
+    assert call["model"] == "m" and call["api"] == "ollama"
+    assert call["tokens_out"] and call["tokens_in"] and call["ttft_ms"] <= call["latency_ms"]
+    follow_up = engine.build_request(Question("c1", "and then?"))
+    assert list(follow_up.messages) == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": question},
         {"role": "assistant", "content": expected},
         {"role": "user", "content": "and then?"},
     ]
-    assert engine.build_messages("c2", "and then?")[1:] == [
+    assert list(engine.build_request(Question("c2", "and then?")).messages)[1:] == [
         {"role": "user", "content": "and then?"}
     ]
     assert engine.reset("c1") is True and engine.reset("c1") is False
 
 
-async def test_same_question_in_fresh_channels_is_one_call(
+async def test_same_question_in_fresh_conversations_is_one_call(
     engine: ChatEngine, server: LLMServer
 ) -> None:
-    texts = await asyncio.gather(*(engine.ask(f"ch{i}", "hi there").collect() for i in range(5)))
+    texts = await asyncio.gather(*(text_of(engine, f"ch{i}", "hi there") for i in range(5)))
     assert len(set(texts)) == 1 and server.calls_total == 1
     counters = engine.counters()
     assert counters["llm_upstream_answers"] == 1 and counters["llm_saved_answers"] == 4
+    roles = sorted(e["dedup"] for e in recorded(engine).of("llm_call"))
+    assert roles == ["follower"] * 4 + ["leader"]
+
+
+async def test_dedup_off_calls_upstream_for_everyone(server: LLMServer, tmp_path: Path) -> None:
+    engine = make_engine(server, tmp_path, dedup=False)
+    try:
+        await asyncio.gather(*(text_of(engine, f"ch{i}", "hi there") for i in range(3)))
+    finally:
+        await engine.transport.close()
+    assert server.calls_total == 3
+    assert [e["dedup"] for e in recorded(engine).of("llm_call")] == ["off"] * 3
+
+
+async def test_a_caller_that_leaves_does_not_stop_the_others(
+    engine: ChatEngine, server: LLMServer
+) -> None:
+    server.tokens_per_second = 200.0  # a streamed answer of about 0.4 s
+    leaving = engine.answer(Question("a", "a long one"))
+    staying = asyncio.create_task(text_of(engine, "b", "a long one"))
+    assert await anext(leaving)
+    await leaving.aclose()
+    text = await staying
+    assert text == answer_for([{"role": "user", "content": "a long one"}])
+    statuses = sorted(e["status"] for e in recorded(engine).of("llm_call"))
+    assert statuses == ["cancelled", "ok"] and server.calls_total == 1
+    assert engine.build_request(Question("a", "x")).messages[1:] == [
+        {"role": "user", "content": "x"}
+    ]  # the one who left kept no half answer
 
 
 async def test_llm_failure_logs_an_error_and_reraises(
@@ -85,11 +132,15 @@ async def test_llm_failure_logs_an_error_and_reraises(
 ) -> None:
     server.add_fault("status", status=500)
     with pytest.raises(LLMHTTPError):
-        async for _ in engine.ask("c1", "my secret question"):
-            pass
+        await text_of(engine, "c1", "my secret question")
     (error,) = recorded(engine).of("error")
-    assert error == {"where": "llm", "error": "LLMHTTPError", "detail": "HTTP 500"}
-    assert engine.build_messages("c1", "again") == [
+    assert error == {
+        "where": "llm",
+        "error": "LLMHTTPError",
+        "detail": "HTTP 500",
+        "url": f"{server.url}/api/chat",
+    }
+    assert list(engine.build_request(Question("c1", "again")).messages) == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "again"},
     ]  # nothing of the failed exchange was kept
@@ -98,7 +149,7 @@ async def test_llm_failure_logs_an_error_and_reraises(
 
 async def test_events_never_hold_text(engine: ChatEngine) -> None:
     engine.take_message("c1", "u1", "my secret question", source="dm")
-    answer = await engine.ask("c1", "my secret question").collect()
+    answer = await text_of(engine, "c1", "my secret question")
     engine.log_reply("c1", latency_ms=12.5, parts=1, chars=len(answer), edits=0, status="ok")
     engine.log_command("reset", "c1", "u1")
     metrics = recorded(engine)
@@ -116,10 +167,10 @@ async def test_events_never_hold_text(engine: ChatEngine) -> None:
 
 
 async def test_summary_has_the_cache_stats(engine: ChatEngine) -> None:
-    await engine.ask("c1", "hello").collect()
+    await text_of(engine, "c1", "hello")
     summary = engine.summary()
-    assert summary["cache_stats"]["deduplication"]["requests"] == 1
+    assert summary["cache_stats"]["deduplication"]["requests"] == 0  # not given to the metrics
     assert "pending_requests" in summary["cache_stats"]["deduplication"]
     assert "hit_rate" in summary["cache_stats"]["history_cache"]
     assert "pending_events" in summary["batch_logging"]
-    assert summary["llm"]["dedup_enabled"] is True
+    assert summary["dedup_enabled"] is True

@@ -1,6 +1,6 @@
 """Discord faults at the bot level: a dropped gateway, REST rate limits and 5xx answers.
 
-The real bot (``bot.app.serve`` + discord.py) against the sandbox Discord server in-process; the
+The real bot (``bot.frontend.app.serve`` + discord.py) against the sandbox Discord server in-process; the
 server's fault injection plays Discord misbehaving. Nothing may be answered twice, nothing may
 crash the bot, and what could not be sent is logged as an ``error`` event.
 """
@@ -177,7 +177,7 @@ async def test_5xx_on_an_edit_mid_stream_is_logged(tmp_path: Path) -> None:
         (reply,) = await run.events("reply")
         assert reply["status"] == "error"
         await check_recovers(run)
-        assert run.components.deduplicator.get_stats()["pending_requests"] == 0
+        assert run.components.flights.get_stats()["pending_requests"] == 0
 
 
 async def test_5xx_on_the_typing_indicator_does_not_cost_the_answer(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.app import ServeResult, serve
 from bot.components import Components
+from bot.frontend.app import ServeResult, serve
 from bot.frontend.endpoints import reset_endpoints
 from bot.settings import load_settings
 from botctl.sandbox.discord_server import DiscordServer, RecordedMessage

@@ -22,9 +22,10 @@ def test_history_is_oldest_first_and_bounded_per_channel() -> None:
     ]
 
 
-def test_add_exchange_appends_question_then_answer() -> None:
+def test_a_question_then_its_answer_keep_their_roles() -> None:
     history = ChatHistoryManager()
-    history.add_exchange(7, "what is 2+2?", "4")
+    history.add_message(7, "user", "what is 2+2?")
+    history.add_message(7, "assistant", "4")
     assert history.get_history("7") == [
         {"role": "user", "content": "what is 2+2?"},
         {"role": "assistant", "content": "4"},

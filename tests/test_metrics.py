@@ -127,21 +127,34 @@ async def test_stop_without_start_writes_everything(tmp_path: Path) -> None:
     assert len(of_type(path, "message")) == 1
 
 
-def test_sync_stop_without_a_loop_writes_synchronously(tmp_path: Path) -> None:
+async def test_the_last_event_of_a_stop_is_stats_taken_after_the_final_flush(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "m.jsonl"
     svc = MetricsService(path, batch_size=50, batch_interval=60)
+    svc.start_batch_flush_task()
     for i in range(3):
         svc.log_event("message", {"n": i})
-    done = svc.stop_batch_flush_task()
-    assert [e["n"] for e in of_type(path, "message")] == [0, 1, 2]
-    assert len(of_type(path, "stats")) == 1
+    await svc.stop_batch_flush_task()
+    events = read_events(path)
+    assert [e["type"] for e in events] == ["message", "message", "message", "stats"]
+    # Taken after the final flush: it counts the three messages as written, in one flush.
+    assert events[-1]["batch"]["events_written"] == 3
+    assert events[-1]["batch"]["flushes"] == 1
+    assert events[-1]["batch"]["pending_events"] == 0
 
-    async def await_it() -> None:
-        await done
 
-    asyncio.run(await_it())  # the returned object is a completed awaitable
-    svc.stop_batch_flush_task()
-    assert len(read_events(path)) == 4
+async def test_every_event_carries_the_run_id_and_given_fields(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    svc = MetricsService(path, run_id="abc123", fields={"shard": [0, 1]})
+    other = MetricsService(path)
+    svc.log_event("message", {"run": "forged", "length": 1})
+    other.log_event("message")
+    await svc.flush()
+    await other.flush()
+    first, second = read_events(path)
+    assert first["run"] == "abc123" and first["shard"] == [0, 1]
+    assert second["run"] == other.run_id != "abc123" and len(other.run_id) == 6
 
 
 def test_start_needs_a_running_loop(tmp_path: Path) -> None:
@@ -174,11 +187,12 @@ async def test_lines_are_json_with_float_ts_and_type(tmp_path: Path) -> None:
     assert first == {
         "ts": 1700000000.25,
         "type": "llm_call",
+        "run": svc.run_id,
         "model": "m",
         "latency_ms": 12.5,
         "error": None,
     }
-    assert second == {"ts": 1700000000.25, "type": "command"}
+    assert second == {"ts": 1700000000.25, "type": "command", "run": svc.run_id}
 
 
 async def test_forbidden_keys_are_never_written(tmp_path: Path) -> None:
@@ -200,7 +214,7 @@ async def test_forbidden_keys_are_never_written(tmp_path: Path) -> None:
     await svc.flush()
     assert secret.encode() not in path.read_bytes()
     (event,) = read_events(path)
-    assert set(event) == {"ts", "type", "length"}
+    assert set(event) == {"ts", "type", "run", "length"}
 
 
 async def test_unserialisable_value_does_not_poison_the_batch(tmp_path: Path) -> None:
@@ -282,8 +296,14 @@ async def test_periodic_stats_events(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     dedup = RequestDeduplicator()
     history = ChatHistoryManager()
-    svc = MetricsService(path, batch_size=50, batch_interval=0.03, stats_interval=0.03)
-    svc.attach(deduplicator=dedup, history=history)
+    svc = MetricsService(
+        path,
+        batch_size=50,
+        batch_interval=0.03,
+        stats_interval=0.03,
+        deduplicator=dedup,
+        history=history,
+    )
     await svc.start_batch_flush_task()
     try:
         await wait_until(lambda: len(of_type(path, "stats")) >= 2)
@@ -317,12 +337,13 @@ def test_summary_shape_with_defaults(tmp_path: Path) -> None:
     assert summary["events"] == {"message": 2, "reply": 1}
 
 
-def test_summary_uses_attached_components(tmp_path: Path) -> None:
+def test_summary_uses_the_components_given(tmp_path: Path) -> None:
     history = ChatHistoryManager()
     history.add_message("c", "user", "x")
     history.get_history("c")
-    svc = MetricsService(tmp_path / "m.jsonl", history=history)
-    svc.attach(deduplicator=RequestDeduplicator(window=3))
+    svc = MetricsService(
+        tmp_path / "m.jsonl", history=history, deduplicator=RequestDeduplicator(window=3)
+    )
     cache = svc.get_summary()["cache_stats"]
     assert cache["history_cache"]["hit_rate"] == 100.0
     assert cache["history_cache"]["channels"] == 1

@@ -198,7 +198,7 @@ def test_cprofile_profiles_the_bot(tmp_path: Path, clean_env: dict[str, str]) ->
     assert any(f.startswith(("engine.py:", "delivery.py:")) for f in functions), functions
     assert "replies/s" in result.stdout
     assert f"botctl analyze {out}" in result.stdout
-    assert "Summary (" in result.stdout  # the bot's own summary
+    assert "Summary of run " in result.stdout  # the bot's own summary
 
 
 @pytest.mark.integration

@@ -32,7 +32,7 @@ from _faults import (
     wait_for,
 )
 
-from bot.app import serve
+from bot.frontend.app import serve
 from bot.frontend.endpoints import reset_endpoints
 from bot.settings import load_settings
 from botctl.profiles import free_port
@@ -179,14 +179,18 @@ async def test_a_refused_token_is_not_echoed(tmp_path: Path) -> None:
 
 
 async def test_an_unreachable_llm_with_a_key_is_named_without_it(tmp_path: Path) -> None:
-    """The user's error reply names the server it could not reach, never its credentials."""
+    """The user's error reply says what failed, not where; the error event names the server,
+    never its credentials."""
     port = free_port()
     url = f"http://{API_USER}:{API_KEY}@127.0.0.1:{port}"
     async with running_bot(tmp_path, llm=False, llm_url=url) as run:
         reply = await run.ask("hello?")
-        assert WARNING in reply and f"127.0.0.1:{port}" in reply
+        assert WARNING in reply and "unreachable" in reply and str(port) not in reply
         assert_clean("the reply", reply)
-        assert_clean("the metrics", repr(await run.events()))
+        events = await run.events()
+        assert_clean("the metrics", repr(events))
+        (error,) = [e for e in events if e["type"] == "error"]
+        assert error["url"] == f"http://127.0.0.1:{port}/api/chat"
 
 
 # --------------------------------------------------------------------------- loopback only

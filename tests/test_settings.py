@@ -4,7 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.options import declared
 from bot.settings import Settings, SettingsError, load_settings, normalize_llm_url
+from botctl.commands.run import load as load_run
+from botctl.run.options import RunOptions
+from botctl.sandbox.config import SandboxConfig
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -17,15 +21,37 @@ def test_defaults() -> None:
     s = load_settings()
     assert s == Settings()
     assert s.batch_size == 50 and s.batch_interval == 60.0 and s.dedup_window == 5.0
-    assert s.llm_timeout == 120.0 and s.sandbox and not s.llm_url_given
+    assert s.llm_timeout == 120.0 and s.sandbox and s.llm_url is None
+    assert s.effective_llm_url == "http://127.0.0.1:11434"
 
 
 def test_file_then_overrides_precedence(tmp_path: Path) -> None:
-    cfg = write(tmp_path, 'batch_size = 10\nmodel = "from-file"\n[sandbox]\nrate = 2.5\n')
+    cfg = write(tmp_path, 'batch_size = 10\nmodel = "from-file"\n')
     s = load_settings(cfg, {"model": "from-flag", "batch_size": None})
     assert s.model == "from-flag"  # flags/env beat the file
     assert s.batch_size == 10  # None means "not given": the file's value stays
-    assert s.rate == 2.5
+
+
+def test_one_file_holds_bot_sandbox_and_run_keys(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        'batch_size = 10\nduration = 3\n[bot]\nmodel = "m"\n[sandbox]\nrate = 2.5\nusers = 4\n',
+    )
+    settings, sandbox, options = load_run(cfg, {"users": 7, "chat": False})
+    assert (settings.batch_size, settings.model) == (10, "m")
+    assert (sandbox.rate, sandbox.users) == (2.5, 7)  # the flag beats the file
+    assert options.duration == 3.0 and options.chat is False
+    with pytest.raises(SettingsError, match="unknown setting 'nope'"):
+        load_run(write(tmp_path, "nope = 1\n"), {})
+
+
+def test_every_declared_setting_has_help_and_a_check() -> None:
+    names: set[str] = set()
+    for cls in (Settings, SandboxConfig, RunOptions):
+        for f, meta in declared(cls):
+            assert meta.help.strip(), f.name
+            assert f.name not in names, f"{f.name} is declared twice"
+            names.add(f.name)
 
 
 def test_no_dedup_in_file(tmp_path: Path) -> None:
@@ -38,7 +64,8 @@ def test_no_dedup_in_file(tmp_path: Path) -> None:
         ({"batch_size": "zero"}, "batch_size: expected a whole number >= 1"),
         ({"batch_size": 0}, "batch_size"),
         ({"batch_interval": -1}, "batch_interval"),
-        ({"duplicate_ratio": 1.5}, "duplicate_ratio: expected a number from 0 to 1"),
+        ({"llm_api": "grpc"}, "llm_api: expected one of auto, ollama, openai"),
+        ({"llm_url": "not a url"}, "llm_url: expected an http(s) URL"),
         ({"discord_api": "ftp://x"}, "discord_api: expected a URL"),
         ({"discord_gateway": "http://x"}, "discord_gateway: expected a URL"),
         ({"llm_url": "ftp://x"}, "llm_url"),
@@ -85,7 +112,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
     ],
 )
 def test_ollama_host_forms(given: str, expected: str) -> None:
-    assert normalize_llm_url(given) == expected
+    assert normalize_llm_url("llm_url", given) == expected
 
 
 def test_token_never_in_repr_or_redacted() -> None:

@@ -57,6 +57,8 @@ class ChatBot(commands.Bot):
         self.inflight: set[asyncio.Task[Any]] = set()
         self.ready_event = asyncio.Event()
         self.started_at = time.monotonic()
+        self.cancelled_replies = 0
+        self._closing = False
 
     async def setup_hook(self) -> None:
         await self.components.start()
@@ -99,13 +101,22 @@ class ChatBot(commands.Bot):
         return len(still)
 
     async def close(self, *, drain_timeout: float = 10.0) -> None:
-        steps: list[tuple[str, Any]] = [
-            ("drain", lambda: self.drain(drain_timeout)),
-            ("discord", super().close),
-            ("engine", self.components.close),
-        ]
-        for name, step in steps:
-            try:
-                await step()
-            except Exception:
-                log.exception("close: %s failed; closing the rest", name)
+        """The one shutdown: drain replies, close Discord, close the engine (flushing metrics).
+
+        Each step runs even when an earlier one failed; a second call does nothing.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self.cancelled_replies = await self.drain(drain_timeout)
+        except Exception:
+            log.exception("close: draining replies failed; closing the rest")
+        try:
+            await super().close()
+        except Exception:
+            log.exception("close: closing the Discord connection failed; closing the rest")
+        try:
+            await self.components.close()
+        except Exception:
+            log.exception("close: closing the engine failed")

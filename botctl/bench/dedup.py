@@ -1,6 +1,6 @@
 """LLM calls with and without request deduplication, through the real client and a real server.
 
-Everything goes through :class:`~bot.ollama.OllamaService` (HTTP, NDJSON streaming, the
+Everything goes through :class:`~bot.llm.service.OllamaService` (HTTP, NDJSON streaming, the
 deduplicator it owns) to the sandbox's :class:`~botctl.sandbox.llm_server.LLMServer` on 127.0.0.1,
 and upstream calls are what that server counts (``calls_total``), not what the client believes.
 
@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.llm.ollama import OllamaTransport
+from bot.llm.service import OllamaService
 from botctl.sandbox.users import plan_traffic
 
 __all__ = ["Arrival", "concurrent_schedule", "near_schedule", "run_dedup_bench"]
@@ -109,9 +111,9 @@ async def _burst(service: Any, arrivals: list[Arrival]) -> float:
 async def _count(
     server: Any, url: str, arrivals: list[Arrival], *, dedup: bool, window: float
 ) -> dict[str, Any]:
-    from bot.ollama import OllamaService
-
-    service = OllamaService(url, dedup=dedup, dedup_window=window, max_retries=0)
+    service = OllamaService(
+        url, dedup=dedup, dedup_window=window, transport=OllamaTransport(url, max_retries=0)
+    )
     before = server.calls_total
     try:
         wall = await _burst(service, arrivals)

@@ -2,7 +2,7 @@
 
 Each trial runs in a child process of its own (``python -m botctl.bench.e2e CONFIG_JSON``), which
 starts the sandbox in *its* own process (:class:`~botctl.sandbox.client.SandboxProcess`) and runs
-either the real bot (:func:`bot.app.serve`) or the ceiling (:func:`~botctl.sandbox.bare_bot.run_bare_bot`,
+either the real bot (:func:`bot.app.serve`) or the ceiling (:func:`~botctl.bench.bare_bot.run_bare_bot`,
 one "ok" per mention) in-process. Both see the same sandbox, the same load and the same LLM set to
 answer at once (latency 0, every token in one write), so what separates them is the bot's own cost.
 
@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from botctl import eventloop
 from botctl.bench.common import median, ratio, rotated
 
 __all__ = ["E2EConfig", "E2EResult", "run_child", "run_e2e", "run_trial"]
@@ -48,6 +49,7 @@ BARE_READY_TIMEOUT = 0.5  # run_bare_bot's default
 @dataclass(frozen=True, slots=True)
 class E2EConfig:
     kind: Kind = "bot"
+    loop: str = "asyncio"  # the bot process's event loop: "asyncio" or "uvloop"
     rate: float = 400.0
     duplicate_ratio: float = 0.0
     duration: float = 8.0
@@ -182,7 +184,7 @@ async def run_trial(config: E2EConfig) -> E2EResult:
 async def _run_bare(
     sandbox: Any, endpoints: Any, config: E2EConfig, stop: asyncio.Event, out: dict[str, Any]
 ) -> None:
-    from botctl.sandbox.bare_bot import run_bare_bot
+    from botctl.bench.bare_bot import run_bare_bot
 
     ready = asyncio.Event()
 
@@ -204,9 +206,9 @@ async def _run_bare(
 async def _run_bot(
     sandbox: Any, endpoints: Any, config: E2EConfig, stop: asyncio.Event, out: dict[str, Any]
 ) -> None:
-    from bot.app import serve
     from bot.components import Components
-    from bot.settings import Settings, with_overrides
+    from bot.frontend.app import serve
+    from bot.settings import Settings
 
     tasks: set[asyncio.Task[None]] = set()
 
@@ -217,8 +219,7 @@ async def _run_bot(
         task.add_done_callback(tasks.discard)
 
     with tempfile.TemporaryDirectory(prefix="botctl-bench-") as tmp:
-        settings = with_overrides(
-            Settings(),
+        settings = Settings().with_changes(
             llm_url=endpoints.llm_url,
             discord_api=endpoints.api_base,
             discord_gateway=endpoints.gateway_url,
@@ -281,24 +282,33 @@ def run_e2e(
     warmup: float = 1.5,
     pairs: int = 3,
     progress: Callable[[str], None] | None = None,
+    uvloop: bool = True,
 ) -> dict[str, Any]:
-    """Alternate bot and bare trials ``pairs`` times per duplicate ratio, both at ``rate``;
-    medians, the ratio of the medians and the ratio of each back-to-back pair."""
+    """Alternate bot and bare trials ``pairs`` times per duplicate ratio, both at ``rate`` on
+    asyncio's loop (and the bot on uvloop too, where installed); medians, the ratio of the medians
+    and the ratio of each back-to-back pair."""
     rows: list[dict[str, Any]] = []
+    variants: list[tuple[str, Kind, str]] = [("bot", "bot", "asyncio"), ("bare", "bare", "asyncio")]
+    if uvloop and eventloop.loop_name("uvloop") == "uvloop":
+        variants.append(("bot_uvloop", "bot", "uvloop"))
     for dup in duplicate_ratios:
-        trials: dict[str, list[E2EResult]] = {"bot": [], "bare": []}
-        kinds: list[Kind] = ["bot", "bare"]
+        trials: dict[str, list[E2EResult]] = {name: [] for name, _, _ in variants}
         for r in range(pairs):
-            for kind in rotated(kinds, r):
+            for name, kind, loop in rotated(variants, r):
                 config = E2EConfig(
-                    kind=kind, rate=rate, duplicate_ratio=dup, duration=duration, warmup=warmup
+                    kind=kind,
+                    loop=loop,
+                    rate=rate,
+                    duplicate_ratio=dup,
+                    duration=duration,
+                    warmup=warmup,
                 )
                 if progress is not None:
                     progress(
-                        f"end to end: {kind} at {rate:g} msg/s, {dup:.0%} duplicates, "
+                        f"end to end: {kind} on {loop} at {rate:g} msg/s, {dup:.0%} duplicates, "
                         f"trial {r + 1}/{pairs}"
                     )
-                trials[kind].append(run_child(config))
+                trials[name].append(run_child(config))
         rows.append(_summarise(dup, rate, trials))
     return {"rate": rate, "duration_s": duration, "warmup_s": warmup, "pairs": pairs, "rows": rows}
 
@@ -336,6 +346,10 @@ def _summarise(dup: float, rate: float, trials: dict[str, list[E2EResult]]) -> d
 
     bot, bare = stats(trials["bot"]), stats(trials["bare"])
     bot["kept_up"], bare["kept_up"] = kept_up(bot), kept_up(bare)
+    uv: dict[str, Any] | None = None
+    if trials.get("bot_uvloop"):
+        uv = stats(trials["bot_uvloop"])
+        uv["kept_up"] = kept_up(uv)
     # Ratios per pair (bot trial r against bare trial r) as well as of the medians: a pair ran
     # back to back, so its ratio is the least exposed to slow drift.
     pair_ratios = [
@@ -362,13 +376,20 @@ def _summarise(dup: float, rate: float, trials: dict[str, list[E2EResult]]) -> d
             if bot["cpu_ms_per_reply"] and bare["cpu_ms_per_reply"]
             else None
         ),
+        # The bot on uvloop, against the same bare bot on asyncio's loop.
+        "bot_uvloop": uv,
+        "uvloop_cpu_per_reply_ratio": (
+            ratio(bare["cpu_ms_per_reply"], uv["cpu_ms_per_reply"])
+            if uv and uv["cpu_ms_per_reply"] and bare["cpu_ms_per_reply"]
+            else None
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     config = E2EConfig.from_json(args[0]) if args else E2EConfig()
-    result = asyncio.run(run_trial(config))
+    result = eventloop.run(run_trial(config), loop=config.loop)
     sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     sys.stdout.flush()
     return 0

@@ -37,9 +37,9 @@ POLL = 0.1
 
 _METRICS_LINE = re.compile(r"^\s*metrics\s*:\s*(?P<path>\S.*?)\s*$")
 _MESSAGES_ROW = re.compile(r"\bmessages\b\W+(?P<count>\d+)\s+\((?P<rate>[\d.]+)/s\)")
-_REPLIES_ROW = re.compile(r"\breplies\b\W+(?P<count>\d+)\s+\((?P<errors>\d+) errors\)")
+_REPLIES_ROW = re.compile(r"\breplies\b\W+(?P<count>\d+)\s+\((?P<errors>\d+) errors?\)")
 _TABLE_CHARS = frozenset("+|-=" + "".join(chr(c) for c in range(0x2500, 0x2580)))
-_SUMMARY_TITLE = re.compile(r"Summary \((?P<elapsed>[\d.]+) s\)")
+_SUMMARY_TITLE = re.compile(r"Summary (?:of run \w+ )?\((?P<elapsed>[\d.]+) s\)")
 
 
 def bot_command(run_args: Sequence[str], python: str = sys.executable) -> list[str]:

@@ -1,51 +1,77 @@
-"""Rendering ``botctl run``: the banner at start and the summary table at the end."""
+"""Rendering ``botctl run``: the banner, a countdown while it runs, the chat, the summary table."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from botctl.console import console, err_console
-from botctl.runner import Banner, RunReport
+from botctl.run.report import Banner, RunReport
 
 
-def _pct(values: dict[str, Any] | None, key: str) -> str:
+def _ms(values: dict[str, Any] | None, key: str) -> str:
     if not values or values.get(key) is None:
         return "–"
     return f"{values[key]:.0f} ms"
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
 def llm_calls(report: RunReport) -> tuple[int, int]:
     """(upstream LLM calls, calls saved by dedup) of a run."""
     dedup = report.summary.get("cache_stats", {}).get("deduplication", {})
-    if report.settings.get("dedup", True):
+    if report.summary.get("dedup_enabled", True):
         return int(dedup.get("leaders", 0)), int(dedup.get("saved_calls", 0))
     counters = report.counters
     return int(counters.get("llm_upstream_answers", 0)) + int(counters.get("llm_errors", 0)), 0
 
 
 class RunReporter:
+    def __init__(self, *, chat: bool = False) -> None:
+        self.chat = chat
+        self._shown = 0
+
     def banner(self, banner: Banner) -> None:
         console.print("[bold]botctl run[/]")
         console.print(f"  Discord : {banner.discord}", highlight=False)
         console.print(f"  LLM     : {banner.llm}", highlight=False)
         if banner.llm_warning:
             console.print(f"  [yellow]warning: {banner.llm_warning}[/]", highlight=False)
-        console.print(f"  metrics : {banner.metrics_file}", highlight=False)
+        console.print(f"  metrics : {banner.metrics_file} (run {banner.run_id})", highlight=False)
+        console.print(f"  pid     : {banner.pid} (event loop: {banner.loop})", highlight=False)
         stop = f"after {banner.duration:g} s or Ctrl-C" if banner.duration else "Ctrl-C or SIGTERM"
         console.print(f"  stops   : {stop}", highlight=False)
 
-    async def chat_input(self) -> str | None:
-        if sys.stdin.isatty():
-            console.print("[bold]you>[/] ", end="")
-        loop = asyncio.get_running_loop()
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        return line.rstrip("\n") if line else None
+    @contextlib.contextmanager
+    def live(self, duration: float | None) -> Iterator[None]:
+        """A countdown bar on a terminal while a timed run goes on (silent when piped or chatting)."""
+        if not duration or self.chat or not err_console.is_terminal:
+            yield
+            return
+        progress = Progress(
+            TextColumn("running"),
+            BarColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        progress.add_task("run", total=duration)
+        with progress:
+            task = progress.tasks[0]
+            progress.start_task(task.id)
+            # The bar advances by itself from the task's start time (rich refreshes it).
+            progress.update(task.id, completed=0)
+            yield
 
-    _shown = 0
+    def prompt(self) -> None:
+        if console.is_terminal:
+            console.print("[bold]you>[/] ", end="")
 
     def chat_reply(self, text: str, done: bool) -> None:
         """Print what is new in the reply as the bot streams it; a newline once it settles."""
@@ -66,23 +92,26 @@ class RunReporter:
         latency = counters.get("reply_latency_ms")
         calls, saved = llm_calls(report)
         errors = counters.get("replies_by_status", {}).get("error", 0)
-        table = Table(title=f"Summary ({report.elapsed_s:.1f} s)", title_justify="left")
+        table = Table(
+            title=f"Summary of run {report.run_id} ({report.elapsed_s:.1f} s)", title_justify="left"
+        )
         table.add_column("figure")
         table.add_column("value", justify="right")
         rate = counters.get("messages", 0) / report.elapsed_s if report.elapsed_s else 0.0
         rows = [
             ("messages", f"{counters.get('messages', 0)}  ({rate:.1f}/s)"),
-            ("replies", f"{counters.get('replies', 0)}  ({errors} errors)"),
+            ("replies", f"{counters.get('replies', 0)}  ({plural(errors, 'error')})"),
             ("LLM calls", str(calls)),
             ("calls saved by dedup", str(saved)),
             ("history hit rate", f"{history.get('hit_rate', 0.0):.1f} %"),
             (
                 "metrics events written",
-                f"{batch.get('events_written', 0)} in {batch.get('flushes', 0)} flushes",
+                f"{batch.get('events_written', 0)} in "
+                f"{plural(int(batch.get('flushes', 0)), 'flush', 'flushes')}",
             ),
-            ("reply latency p50", _pct(latency, "p50")),
-            ("reply latency p95", _pct(latency, "p95")),
-            ("reply latency p99", _pct(latency, "p99")),
+            ("reply latency p50", _ms(latency, "p50")),
+            ("reply latency p95", _ms(latency, "p95")),
+            ("reply latency p99", _ms(latency, "p99")),
         ]
         if report.cancelled_replies:
             rows.append(("replies cancelled at stop", str(report.cancelled_replies)))
@@ -95,5 +124,3 @@ class RunReporter:
         for name, value in rows:
             table.add_row(name, value)
         console.print(table)
-        if report.error:
-            err_console.print(f"[red]{report.error}[/]")

@@ -13,30 +13,13 @@ import asyncio
 import contextlib
 import signal
 import sys
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 
+from botctl.sandbox.config import SandboxConfig
 
-@dataclass(frozen=True, slots=True)
-class SandboxConfig:
-    channels: int = 10
-    users: int = 20
-    rate: float = 5.0
-    duplicate_ratio: float = 0.3
-    seed: int = 0
-    llm: bool = True
-    llm_latency: float = 0.2
-    llm_tokens_per_second: float = 50.0
-    llm_answer_chars: int = 300
-
-    def to_json(self) -> str:
-        return orjson.dumps(asdict(self)).decode()
-
-    @classmethod
-    def from_json(cls, text: str) -> SandboxConfig:
-        return cls(**orjson.loads(text))
+__all__ = ["SandboxConfig", "main", "serve_sandbox"]
 
 
 async def _watch_stdin(stop: asyncio.Event) -> None:

@@ -14,8 +14,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.delivery import ReplySink, deliver
+from bot.engine import Question
 from bot.frontend.sinks import InteractionSink, MessageReplySink
-from bot.llm_errors import LLMError
+from bot.llm.errors import LLMError
 
 if TYPE_CHECKING:
     from bot.frontend.client import ChatBot
@@ -126,7 +127,7 @@ class Chat(commands.Cog):
         status = "ok"
         try:
             async with self._slots:
-                result = await deliver(self.engine.ask(channel, text), sink)
+                result = await deliver(self.engine.answer(Question(channel, text)), sink)
         except asyncio.CancelledError:
             # Cancelled at a graceful stop past the drain bound: still one reply event per message.
             self._log_reply(channel, received, "cancelled")

@@ -1,7 +1,8 @@
 """Running the bot: build the parts from settings, connect to Discord, stop gracefully, report.
 
 :func:`serve` is what ``botctl run`` (and the tests) call. It knows nothing of the sandbox: it is given
-a token and, optionally, the REST and gateway URLs of a Discord-compatible server.
+a token and, optionally, the REST and gateway URLs of a Discord-compatible server. Shutdown has one
+owner, :meth:`ChatBot.close <bot.frontend.client.ChatBot.close>`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bot.components import Components
+from bot.frontend.client import ChatBot
+from bot.frontend.endpoints import configure_endpoints
+from bot.frontend.errors import describe_connect_error
 from bot.settings import Settings
 
 
@@ -25,7 +29,7 @@ class ServeResult:
     counters: dict[str, Any]
     cancelled_replies: int = 0
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    connected: bool = False
 
 
 async def serve(
@@ -33,6 +37,7 @@ async def serve(
     token: str,
     stop: asyncio.Event,
     *,
+    components: Components | None = None,
     on_ready: Callable[[Components], Awaitable[None]] | None = None,
     before_close: Callable[[Components], Awaitable[None]] | None = None,
     drain_timeout: float = 10.0,
@@ -48,20 +53,19 @@ async def serve(
     collector's view of start-up objects, process-wide: for a process that is the bot (``botctl
     run``), not for one that embeds it (tests).
     """
-    from bot.frontend.client import ChatBot
-    from bot.frontend.endpoints import configure_endpoints
 
     configure_endpoints(settings.discord_api, settings.discord_gateway)
-    components = Components(settings)
-    bot = ChatBot(components, sync_commands=sync_commands, **(client_options or {}))
+    parts = components or Components(settings)
+    bot = ChatBot(parts, sync_commands=sync_commands, **(client_options or {}))
     result = ServeResult(summary={}, counters={})
 
     async def watch_ready() -> None:
         await bot.ready_event.wait()
+        result.connected = True
         if tune_gc:
             _tune_gc()
         if on_ready is not None:
-            await on_ready(components)
+            await on_ready(parts)
 
     ready_task = asyncio.create_task(watch_ready())
     connect: asyncio.Task[None] | None = None
@@ -72,22 +76,21 @@ async def serve(
         done, _ = await asyncio.wait({connect, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if connect in done and connect.exception() is not None:
-            result.error = _describe(connect.exception())
+            result.error = describe_connect_error(connect.exception(), settings)
         elif before_close is not None:
-            await before_close(components)
+            await before_close(parts)
     except Exception as exc:  # login refused, setup failed: reported, and everything still closes
-        result.error = _describe(exc)
+        result.error = describe_connect_error(exc, settings)
     finally:
         ready_task.cancel()
-        result.cancelled_replies = await bot.drain(drain_timeout)
-        await bot.close(drain_timeout=0)
+        await bot.close(drain_timeout=drain_timeout)
+        result.cancelled_replies = bot.cancelled_replies
         if connect is not None and not connect.done():
             connect.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await connect
-        await components.close()  # idempotent: makes sure the metrics are flushed even on errors
-    result.summary = components.summary()
-    result.counters = components.engine.counters()
+    result.summary = parts.engine.summary()
+    result.counters = parts.engine.counters()
     return result
 
 
@@ -102,15 +105,3 @@ def _tune_gc() -> None:
     gc.freeze()
     _gen0, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(10_000, gen1, gen2)
-
-
-def _describe(exc: BaseException | None) -> str:
-    import discord
-
-    if isinstance(exc, discord.LoginFailure):
-        return "Discord refused the token (check DISCORD_TOKEN)"
-    if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return "Discord refused the message content intent: enable it in the developer portal"
-    if isinstance(exc, discord.GatewayNotFound | OSError):
-        return f"cannot reach Discord ({type(exc).__name__})"
-    return f"{type(exc).__name__}: {exc}"

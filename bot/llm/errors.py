@@ -1,17 +1,19 @@
-"""Errors of the LLM client, one class per thing a caller may want to handle differently.
+"""Errors of the LLM transports (both protocols), one class per thing a caller may handle differently.
 
 ::
 
     LLMError                  base: ``url`` (credentials stripped), ``user_message``, ``detail``
     ├── LLMUnreachableError   connection refused, DNS failure, connection lost before an answer
     ├── LLMTimeoutError       ``phase`` "connect" | "first_byte" | "total", ``seconds``
-    ├── LLMHTTPError          non-200 status: ``status`` and Ollama's own ``{"error": ...}`` text
-    ├── LLMStreamError        an ``{"error": ...}`` line in the middle of a 200 stream
-    └── LLMResponseError      malformed answer: not NDJSON/JSON, missing fields, cut short
+    ├── LLMHTTPError          non-200 status: ``status`` and the server's own error message
+    ├── LLMStreamError        an error event in the middle of a 200 stream
+    └── LLMResponseError      malformed answer: not NDJSON/SSE/JSON, missing fields, cut short
 
-``user_message`` is a short sentence fit to show a chat user; ``detail`` is a short description fit
-for a metrics file (no model output, no upstream text, no secret). Neither ever holds credentials:
-every URL goes through :func:`redact_url` first.
+``user_message`` is a short sentence fit to show a chat user: the kind of failure and the server's
+own words, never its address (the bot's users need not know where the model runs). ``detail`` is a
+short description fit for a metrics file (no model output, no upstream text, no secret); the
+operator's log and the ``error`` event also get ``url``, always without credentials
+(:func:`redact_url`).
 """
 
 from __future__ import annotations
@@ -81,8 +83,7 @@ class LLMUnreachableError(LLMError):
 
     @property
     def user_message(self) -> str:
-        where = f" at {self.url}" if self.url else ""
-        return f"The model server{where} is unreachable right now. Please try again later."
+        return "The model server is unreachable right now. Please try again later."
 
     @property
     def detail(self) -> str:
@@ -119,7 +120,7 @@ class LLMTimeoutError(LLMError):
 
 
 class LLMHTTPError(LLMError):
-    """A non-200 status; ``error`` is Ollama's own message (its ``{"error": ...}`` or the body)."""
+    """A non-200 status; ``error`` is the server's own message in words (see ``bot.llm.http``)."""
 
     def __init__(self, status: int, error: str, *, url: str | None = None) -> None:
         self.status = status
@@ -138,7 +139,7 @@ class LLMHTTPError(LLMError):
 
 
 class LLMStreamError(LLMError):
-    """An ``{"error": ...}`` line in a stream whose HTTP status was 200."""
+    """An error event (Ollama's ``{"error"}`` line, an SSE error) in a stream whose status was 200."""
 
     def __init__(self, error: str, *, url: str | None = None) -> None:
         self.error = error
@@ -154,7 +155,7 @@ class LLMStreamError(LLMError):
 
 
 class LLMResponseError(LLMError):
-    """An answer that is not what Ollama sends: not NDJSON/JSON, fields missing, cut short."""
+    """An answer that is not what the protocol sends: not NDJSON/SSE/JSON, fields missing, cut short."""
 
     @property
     def user_message(self) -> str:

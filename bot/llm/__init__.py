@@ -1,0 +1,1 @@
+"""LLM protocols behind one transport interface: errors, request/answer types, Ollama, OpenAI."""

@@ -1,0 +1,168 @@
+"""Ollama's native protocol: ``POST /api/chat`` streamed as NDJSON, ``/api/version``, ``/api/embed``.
+
+The transport asks with ``"stream": true`` always and turns the lines of each network read into one
+``str`` delta (a chunk costs a trip through the flight, the answer and the delivery, so fewer is
+cheaper), then a :class:`~bot.llm.types.Done` from the final line. Every line is checked for
+Ollama's ``{"error": ...}``, which arrives mid-stream with the HTTP status still 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from bot.llm.errors import LLMError, LLMResponseError, LLMStreamError
+from bot.llm.http import HTTPTransport
+from bot.llm.types import Api, ChatRequest, Chunk, Done
+
+__all__ = ["OllamaTransport"]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _ms(nanoseconds: Any) -> float | None:
+    value = _int(nanoseconds)
+    return None if value is None else value / 1e6
+
+
+def _parse(line: bytes | bytearray, url: str) -> str | Done:
+    """One NDJSON line: a token line is its text; the final line is a :class:`Done` (with any text
+    or tool calls it carries: a server that ignores ``stream`` sends the whole answer there)."""
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise LLMResponseError("a line of the stream is not JSON", url=url) from None
+    if not isinstance(data, dict):
+        raise LLMResponseError("a line of the stream is not a JSON object", url=url)
+    error = data.get("error")
+    if error is not None:
+        raise LLMStreamError(str(error), url=url)
+    done = data.get("done")
+    if not isinstance(done, bool):
+        raise LLMResponseError("a chunk has no 'done' field", url=url)
+    message = data.get("message")
+    content: Any = ""
+    calls: Any = None
+    if isinstance(message, dict):
+        content = message.get("content") or ""
+        calls = message.get("tool_calls")
+    elif not done or message is not None:
+        raise LLMResponseError("a chunk has no 'message' object", url=url)
+    if not isinstance(content, str):
+        raise LLMResponseError("a chunk's content is not a string", url=url)
+    if not done and not calls:
+        return content
+    model = data.get("model")
+    reason = data.get("done_reason")
+    return Done(
+        text=content,
+        tool_calls=tuple(c for c in calls if isinstance(c, dict))
+        if isinstance(calls, list)
+        else (),
+        done=done,
+        tokens_in=_int(data.get("prompt_eval_count")),
+        tokens_out=_int(data.get("eval_count")),
+        reason=reason if isinstance(reason, str) else None,
+        model=model if isinstance(model, str) else None,
+        server_prompt_ms=_ms(data.get("prompt_eval_duration")),
+        server_total_ms=_ms(data.get("total_duration")),
+    )
+
+
+class OllamaTransport(HTTPTransport):
+    """An Ollama server (or anything speaking its native API)."""
+
+    api: Api = "ollama"
+
+    def __init__(self, base_url: str, *, keep_alive: str | None = None, **kwargs: Any) -> None:
+        super().__init__(base_url, **kwargs)
+        self.keep_alive = keep_alive
+
+    def payload(self, request: ChatRequest) -> bytes:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "stream": True,
+        }
+        if request.options is not None:
+            body["options"] = request.options
+        if request.format is not None:
+            body["format"] = request.format
+        if request.tools is not None:
+            body["tools"] = request.tools
+        if self.keep_alive is not None:
+            body["keep_alive"] = self.keep_alive
+        return orjson.dumps(body)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        # Serialised now, not at the first step: a caller changing its lists later changes nothing.
+        return self._stream(self.payload(request))
+
+    async def _stream(self, payload: bytes) -> AsyncIterator[Chunk]:
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        response, first = await self._post("/api/chat", payload, deadline)
+        url = self.base_url
+        calls: list[dict[str, Any]] = []
+        async with contextlib.aclosing(self._lines(response, deadline, first)) as reads:
+            async for lines in reads:
+                texts: list[str] = []
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    try:
+                        item = _parse(line, url)
+                    except LLMError:
+                        if texts:  # the text before a mid-stream error still reaches the user
+                            yield "".join(texts)
+                        raise
+                    if type(item) is str:
+                        if item:
+                            texts.append(item)
+                        continue
+                    assert isinstance(item, Done)
+                    if item.text:
+                        texts.append(item.text)
+                    if texts:
+                        yield "".join(texts)
+                    if not item.done:  # tool calls mid-stream: kept for the final Done
+                        calls.extend(item.tool_calls)
+                        texts = []
+                        continue
+                    if calls:
+                        item = replace(item, tool_calls=(*calls, *item.tool_calls))
+                    yield replace(item, text="")
+                    await self._drain(response, deadline)
+                    return
+                if texts:
+                    yield texts[0] if len(texts) == 1 else "".join(texts)
+        raise LLMResponseError("the stream ended before its final chunk", url=url)
+
+    async def probe(self, timeout: float = 2.0) -> str | None:
+        data = await self._try_json("/api/version", timeout)
+        version = data.get("version") if isinstance(data, dict) else None
+        return f"Ollama {version}" if isinstance(version, str) else None
+
+    async def models(self, timeout: float = 5.0) -> list[str]:
+        data = await self._try_json("/api/tags", timeout)
+        models = data.get("models") if isinstance(data, dict) else None
+        if not isinstance(models, list):
+            return []
+        return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
+
+    async def embed(
+        self, model: str, texts: Sequence[str], timeout: float = 60.0
+    ) -> list[list[float]]:
+        data = await self._json(
+            "POST", "/api/embed", {"model": model, "input": list(texts)}, timeout
+        )
+        vectors = data.get("embeddings") if isinstance(data, dict) else None
+        if not isinstance(vectors, list) or len(vectors) != len(texts):
+            raise LLMResponseError("/api/embed gave no embeddings", url=self.base_url)
+        return vectors

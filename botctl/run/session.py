@@ -1,0 +1,69 @@
+"""``botctl run`` as logic: choose the LLM and the Discord, run the bot, stop it in order, report.
+
+The command parses options into settings and hands them to :func:`run`, which returns a
+:class:`RunReport` for the reporter. Stop order on SIGINT, SIGTERM or ``--duration``: the sandbox
+users stop posting; the bot takes what they already sent, stops taking messages, finishes (or, past
+a bound, cancels) the replies in flight, flushes its metrics and closes its sessions
+(``ChatBot.close``); then the sandbox stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from bot.frontend.app import serve
+from bot.settings import Settings
+from botctl.run.llm import choose_llm, make_components
+from botctl.run.options import RunOptions
+from botctl.run.report import RunHooks, RunReport, make_banner
+from botctl.run.sandboxed import run_in_sandbox
+from botctl.sandbox.config import SandboxConfig
+
+__all__ = ["run"]
+
+
+async def run(
+    settings: Settings,
+    sandbox: SandboxConfig,
+    options: RunOptions,
+    hooks: RunHooks,
+    *,
+    llm_url_source: str | None = None,
+) -> RunReport:
+    """Run the bot (with the sandbox when there is no token) until a signal or ``duration``."""
+    started = time.monotonic()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    timer = loop.call_later(options.duration, stop.set) if options.duration else None
+    try:
+        llm = await choose_llm(settings, url_source=llm_url_source)
+        if settings.sandbox:
+            return await run_in_sandbox(settings, sandbox, options, llm, stop, started, hooks)
+        assert settings.token is not None and llm.url is not None
+        components = make_components(settings, llm, llm.url)
+        discord_name = (
+            f"Discord-compatible server at {settings.discord_api}"
+            if settings.discord_api
+            else "Discord"
+        )
+        hooks.banner(make_banner(settings, options, discord_name, llm, components.metrics.run_id))
+        result = await serve(settings, settings.token, stop, components=components, tune_gc=True)
+        return RunReport(
+            settings=settings.redacted(),
+            elapsed_s=time.monotonic() - started,
+            counters=result.counters,
+            summary=result.summary,
+            run_id=components.metrics.run_id,
+            connected=result.connected,
+            error=result.error,
+            cancelled_replies=result.cancelled_replies,
+        )
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

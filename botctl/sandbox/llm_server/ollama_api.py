@@ -17,12 +17,14 @@ from botctl.sandbox.llm_server.embeddings import embed_texts
 from botctl.sandbox.llm_server.faults import Fault
 from botctl.sandbox.llm_server.messages import RecordedRequest
 from botctl.sandbox.llm_server.wire import (
+    TOKEN_SLOT,
     has_authorization,
     json_response,
     now_iso,
     paced_write,
     read_json,
     token_limit,
+    token_template,
 )
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 OLLAMA_VERSION = "0.9.0"
 NDJSON = "application/x-ndjson"
+TIME_SLOT = "\x00time\x00"
 
 _DETAILS = {
     "parent_model": "",
@@ -230,20 +233,20 @@ class OllamaApi:
         if stream_error is not None:
             count = min(stream_error.after_chunks, count)
 
+        chunk = {
+            "model": model,
+            "created_at": TIME_SLOT,
+            "message": {"role": "assistant", "content": TOKEN_SLOT},
+            "done": False,
+        }
+        before_time, _, after_time = (orjson.dumps(chunk) + b"\n").partition(
+            orjson.dumps(TIME_SLOT)
+        )
+        head, tail = token_template(after_time)
+
         def encode(start: int, end: int) -> bytes:
-            created = now_iso()
-            return b"".join(
-                orjson.dumps(
-                    {
-                        "model": model,
-                        "created_at": created,
-                        "message": {"role": "assistant", "content": tokens[i]},
-                        "done": False,
-                    }
-                )
-                + b"\n"
-                for i in range(start, end)
-            )
+            prefix = before_time + orjson.dumps(now_iso()) + head
+            return b"".join(prefix + orjson.dumps(tokens[i]) + tail for i in range(start, end))
 
         try:
             await paced_write(response, count, server.token_interval, encode)

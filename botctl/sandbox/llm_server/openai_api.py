@@ -25,11 +25,13 @@ from botctl.sandbox.llm_server.embeddings import embed_texts, to_base64
 from botctl.sandbox.llm_server.faults import Fault
 from botctl.sandbox.llm_server.messages import RecordedRequest
 from botctl.sandbox.llm_server.wire import (
+    TOKEN_SLOT,
     has_authorization,
     json_response,
     paced_write,
     read_json,
     token_limit,
+    token_template,
 )
 
 if TYPE_CHECKING:
@@ -281,15 +283,13 @@ class OpenAIApi:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             return _event({**head, "choices": [choice], **tail})
 
+        head_bytes, tail_bytes = token_template(chunk({"content": TOKEN_SLOT}))
+
         def encode(start: int, end: int) -> bytes:
-            return b"".join(
-                chunk(
-                    {"role": "assistant", "content": tokens[i]}
-                    if i == 0
-                    else {"content": tokens[i]}
-                )
-                for i in range(start, end)
-            )
+            out = [head_bytes + orjson.dumps(tokens[i]) + tail_bytes for i in range(start, end)]
+            if start == 0 and out:  # the first delta also carries the role
+                out[0] = chunk({"role": "assistant", "content": tokens[0]})
+            return b"".join(out)
 
         try:
             if count == 0 and stream_error is None:

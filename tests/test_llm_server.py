@@ -15,6 +15,8 @@ from botctl.sandbox.llm_server import (
     Fault,
     LLMServer,
     answer_for,
+    cosine,
+    embed_text,
     long_answer,
     make_answer,
 )
@@ -221,3 +223,104 @@ async def test_strict_models_and_port_in_use() -> None:
         assert lines[0]["error"] == 'model "nope" not found, try pulling it first'
         with pytest.raises(OSError):
             await LLMServer(port=server.port).start()
+
+
+# --- embeddings, records, limits, fault targets --------------------------------------------------
+
+
+async def test_embed_single_and_batched() -> None:
+    async with running_llm() as server, aiohttp.ClientSession() as session:
+        url = f"{server.url}/api/embed"
+        async with session.post(url, json={"model": "nomic-embed-text", "input": "hi there"}) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "application/json"
+            one = await r.json()
+        texts = ["reset the channel history", "channel history reset", "bananas are yellow"]
+        async with session.post(url, json={"model": "nomic-embed-text", "input": texts}) as r:
+            many = await r.json()
+        async with session.post(url, json={"model": "m", "input": "x", "dimensions": 8}) as r:
+            small = await r.json()
+        async with session.post(url, json={"model": "m", "input": [1, 2]}) as r:
+            assert r.status == 400 and "input" in (await r.json())["error"]
+    assert one["model"] == "nomic-embed-text" and one["embeddings"] == [embed_text("hi there")]
+    assert isinstance(one["prompt_eval_count"], int) and isinstance(one["total_duration"], int)
+    first, second, third = many["embeddings"]
+    assert cosine(first, second) > cosine(first, third)
+    assert len(small["embeddings"][0]) == 8
+    assert server.embed_calls_total == 3 and server.embed_inputs_total == 5
+    assert server.calls_total == 0  # embeddings are not chat calls
+    assert server.last_request(kind="embed") is not None
+    assert server.stats()["embed_calls_by_api"] == {"ollama": 3, "openai": 0}
+
+
+async def test_requests_are_recorded_with_images_and_served_over_http() -> None:
+    message = {"role": "user", "content": "what is in it?", "images": ["aGVsbG8="]}
+    async with running_llm() as server, aiohttp.ClientSession() as session:
+        assert server.url is not None
+        body = {"model": "llava", "messages": [MESSAGES[0], message], "stream": False}
+        async with session.post(
+            f"{server.url}/api/chat", json=body, headers={"Authorization": "Bearer secret-x"}
+        ) as r:
+            whole = await r.json()
+        recorded = server.last_request()
+        assert recorded is not None and server.last_request(api="openai") is None
+        assert (recorded.api, recorded.kind, recorded.model) == ("ollama", "chat", "llava")
+        assert recorded.images == ["aGVsbG8="] and recorded.stream is False
+        assert recorded.authorized and recorded.text() == "be brief\nwhat is in it?"
+        assert server.recent_requests[-1] == body["messages"]
+        assert whole["message"]["content"].startswith("I see 1 image. ")
+        async with session.get(f"{server.url}/_sandbox/requests?limit=1&kind=chat") as r:
+            (listed,) = (await r.json())["requests"]
+        assert listed["images"] == 1 and listed["messages"] == body["messages"]
+        assert "secret-x" not in orjson.dumps(listed).decode()  # the credential is never kept
+        async with session.post(f"{server.url}/_sandbox/reset") as r:
+            assert (await r.json())["calls_total"] == 0
+        assert not server.requests and not server.recent_requests
+
+
+async def test_num_predict_cuts_the_answer() -> None:
+    async with running_llm(answer_chars=200) as server:
+        assert server.url is not None
+        body = {"model": "m", "messages": MESSAGES, "options": {"num_predict": 7}}
+        _, lines = await chat_lines(server.url, body)
+        *chunks, final = lines
+        assert len(chunks) == 7 and final["eval_count"] == 7 and final["done_reason"] == "length"
+        body["options"] = {"num_predict": -1}
+        _, lines = await chat_lines(server.url, body)
+        assert lines[-1]["eval_count"] == 50 and lines[-1]["done_reason"] == "stop"
+
+
+async def test_faults_can_target_a_model_and_embeddings() -> None:
+    async with running_llm() as server, aiohttp.ClientSession() as session:
+        server.add_fault("status", count=-1, status=503, model="big")
+        server.add_fault("status", count=1, status=500, target="embed")
+        small = {"model": "small", "messages": MESSAGES, "stream": False}
+        async with session.post(f"{server.url}/api/chat", json=small) as r:
+            assert r.status == 200
+        for _ in range(2):
+            async with session.post(f"{server.url}/api/chat", json={**small, "model": "big"}) as r:
+                assert r.status == 503
+        embed = {"model": "e", "input": "x"}
+        async with session.post(f"{server.url}/api/embed", json=embed) as r:
+            assert r.status == 500 and (await r.json())["error"]
+        async with session.post(f"{server.url}/api/embed", json=embed) as r:
+            assert r.status == 200
+    with pytest.raises(ValueError):
+        Fault.from_dict({"kind": "status", "target": "nope"})
+    with pytest.raises(ValueError):
+        Fault.from_dict({"kind": "status", "api": "grpc"})
+
+
+async def test_ollama_only_server_has_no_v1() -> None:
+    async with running_llm(apis=("ollama",)) as server, aiohttp.ClientSession() as session:
+        body = {"model": "m", "messages": MESSAGES}
+        async with session.post(f"{server.url}/v1/chat/completions", json=body) as r:
+            assert r.status == 404
+        async with session.get(f"{server.url}/v1/models") as r:
+            assert r.status == 404
+        async with session.get(f"{server.url}/api/version") as r:
+            assert r.status == 200
+        assert server.stats()["calls_by_api"] == {"ollama": 0}
+    with pytest.raises(ValueError):
+        LLMServer(apis=("grpc",))
+    with pytest.raises(ValueError):
+        LLMServer(apis=())

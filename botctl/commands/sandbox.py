@@ -1,4 +1,5 @@
-"""``botctl sandbox``: run the sandbox's servers on their own — ``llm``, an Ollama-compatible LLM.
+"""``botctl sandbox``: run the sandbox's servers on their own — ``llm``, an LLM speaking Ollama's
+API and the OpenAI-compatible one.
 
 Only Typer is imported at module level (``botctl --help`` must not import aiohttp); the server
 loads inside the command.
@@ -7,6 +8,7 @@ loads inside the command.
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -20,13 +22,23 @@ app = typer.Typer(
 )
 
 
+class Api(StrEnum):
+    ollama = "ollama"
+    openai = "openai"
+    both = "both"
+
+
 _LLM_HELP = (
-    "Serve an Ollama-compatible LLM on 127.0.0.1 until Ctrl-C.\n\n"
-    "It answers [bold]/api/chat[/] (streamed or not), [bold]/api/tags[/], [bold]/api/version[/] "
-    "and [bold]/api/show[/] with deterministic text, so anything that speaks Ollama's API (the "
-    "official [italic]ollama[/] Python client included) can be developed and load-tested against "
-    "it: set [bold]OLLAMA_HOST[/] to the URL it prints.\n\n"
-    "Ask [bold]!long N[/] for an N-character answer, [bold]!echo TEXT[/] for TEXT verbatim."
+    "Serve a sandbox LLM on 127.0.0.1 until Ctrl-C, speaking Ollama's API and the "
+    "OpenAI-compatible API on one port.\n\n"
+    "Ollama: [bold]/api/chat[/] (streamed or not), [bold]/api/embed[/], [bold]/api/tags[/], "
+    "[bold]/api/version[/], [bold]/api/show[/]; set [bold]OLLAMA_HOST[/] to the URL it prints. "
+    "OpenAI: [bold]/v1/chat/completions[/] (SSE streaming or not), [bold]/v1/models[/], "
+    "[bold]/v1/embeddings[/]; use the [bold]/v1[/] URL it prints as the base URL. Answers are "
+    "deterministic text, the same on both, so any client of either API can be developed and "
+    "load-tested against it.\n\n"
+    "Ask [bold]!long N[/] for an N-character answer, [bold]!echo TEXT[/] for TEXT verbatim, "
+    "[bold]!cite[/] for an answer citing [1]."
 )
 
 
@@ -53,18 +65,29 @@ def llm(
             help="Tokens (about 4 characters each) per second after the first; 0 = all at once.",
         ),
     ] = 50.0,
+    api: Annotated[
+        Api,
+        typer.Option(
+            "--api",
+            help="Which API to serve: [bold]both[/], or only one (the other's routes answer 404, "
+            "as llama.cpp's server does for [bold]/api/*[/]).",
+        ),
+    ] = Api.both,
 ) -> None:
-    """Serve an Ollama-compatible LLM on 127.0.0.1 until Ctrl-C."""
+    """Serve a sandbox LLM (Ollama and OpenAI-compatible APIs) on 127.0.0.1 until Ctrl-C."""
     import asyncio
 
     if math.isnan(latency) or math.isnan(tokens_per_second):
         from botctl.errors import BotctlError
 
         raise BotctlError("--latency and --tokens-per-second must be numbers")
-    asyncio.run(_serve(port, latency, tokens_per_second))
+    apis = ("ollama", "openai") if api is Api.both else (api.value,)
+    asyncio.run(_serve(port, latency, tokens_per_second, apis))
 
 
-async def _serve(port: int, latency: float, tokens_per_second: float) -> None:
+async def _serve(
+    port: int, latency: float, tokens_per_second: float, apis: tuple[str, ...]
+) -> None:
     import asyncio
     import errno
     import signal
@@ -73,7 +96,7 @@ async def _serve(port: int, latency: float, tokens_per_second: float) -> None:
     from botctl.errors import BotctlError
     from botctl.sandbox.llm_server import LLMServer
 
-    server = LLMServer(port=port, latency=latency, tokens_per_second=tokens_per_second)
+    server = LLMServer(port=port, latency=latency, tokens_per_second=tokens_per_second, apis=apis)
     try:
         url = await server.start()
     except OSError as exc:
@@ -94,18 +117,27 @@ async def _serve(port: int, latency: float, tokens_per_second: float) -> None:
             speed = "the rest all at once"
         else:
             speed = f"then {tokens_per_second:g} tokens/s"
-        console.print(f"Sandbox LLM (Ollama-compatible) listening on [bold]{url}[/]")
+        names = " and ".join(
+            {"ollama": "Ollama", "openai": "OpenAI-compatible"}[name] for name in server.apis
+        )
+        console.print(f"Sandbox LLM ({names} API) listening on [bold]{url}[/]")
         console.print(
             f"  models: {', '.join(server.models)}; {latency:g} s to the first token, {speed}",
             highlight=False,
         )
-        console.print("Point Ollama clients at it:")
-        console.print(f"  export OLLAMA_HOST={url}", highlight=False, soft_wrap=True)
-        console.print(f"  botctl run --llm-url {url}", highlight=False, soft_wrap=True)
+        if "ollama" in server.apis:
+            console.print("Point Ollama clients at it:")
+            console.print(f"  export OLLAMA_HOST={url}", highlight=False, soft_wrap=True)
+            console.print(f"  botctl run --llm-url {url}", highlight=False, soft_wrap=True)
+        if "openai" in server.apis:
+            console.print("Point OpenAI-compatible clients at it:")
+            console.print(f"  export OPENAI_BASE_URL={url}/v1", highlight=False, soft_wrap=True)
+            console.print(f"  botctl run --llm-url {url}/v1", highlight=False, soft_wrap=True)
         console.print("Press Ctrl-C to stop.")
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await server.stop()
-        console.print(f"Stopped after {server.calls_total} chat call(s).")
+        by_api = ", ".join(f"{server.calls_by_api[name]} {name}" for name in server.apis)
+        console.print(f"Stopped after {server.calls_total} chat call(s) ({by_api}).")

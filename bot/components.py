@@ -1,26 +1,62 @@
 """The engine's parts built from :class:`~bot.settings.Settings`, started and closed as one.
 
-History, deduplicator, metrics (which reads the first two for its ``stats`` events), the LLM
-transport and the engine over them. Nothing here imports discord. Close order: the transport (no
-new calls), then the metrics, whose stop writes every buffered event and a last ``stats``; a
-failure in one step never skips the next.
+History, deduplicator, metrics (which reads the first two for its ``stats`` events), the models
+(each with its transport) and the engine over them. Nothing here imports discord. Close order: the
+transports (no new calls), then the metrics, whose stop writes every buffered event and a last
+``stats``; a failure in one step never skips the next.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bot.dedup import RequestDeduplicator
 from bot.engine import ChatEngine
 from bot.history import ChatHistoryManager
+from bot.llm import transport_for
 from bot.llm.http import HTTPTransport
-from bot.llm.ollama import OllamaTransport
 from bot.metrics import MetricsService
+from bot.models import ModelSet
+from bot.routing import ModelSpec
 from bot.settings import Settings
 
 log = logging.getLogger("bot.components")
+
+__all__ = ["Components", "LLMTarget"]
+
+
+@dataclass(frozen=True, slots=True)
+class LLMTarget:
+    """Where the model given by ``--llm-url``/``--model`` answers, as found at start-up."""
+
+    api: str
+    url: str
+
+
+def default_target(settings: Settings) -> LLMTarget:
+    """Without a probe: the protocol named, else OpenAI for a URL ending in ``/v1``, else Ollama."""
+    url = settings.effective_llm_url
+    api = settings.llm_api
+    if api == "auto":
+        api = "openai" if url.rstrip("/").endswith("/v1") else "ollama"
+    return LLMTarget(api, url)
+
+
+def api_key(spec: ModelSpec, environ: Mapping[str, str], *, implicit: bool) -> str | None:
+    """A model's key, from the environment only: its ``api_key_env``, else (for the model given on
+    the command line) ``BOT_LLM_API_KEY``, else ``OPENAI_API_KEY`` for an OpenAI-compatible one."""
+    if spec.api_key_env:
+        return environ.get(spec.api_key_env) or None
+    if not implicit:
+        return None
+    key = environ.get("BOT_LLM_API_KEY")
+    if not key and spec.api == "openai":
+        key = environ.get("OPENAI_API_KEY")
+    return key or None
 
 
 class Components:
@@ -30,11 +66,13 @@ class Components:
         self,
         settings: Settings,
         *,
-        transport: HTTPTransport | None = None,
+        target: LLMTarget | None = None,
         run_id: str | None = None,
         metrics_fields: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        env = os.environ if environ is None else environ
         self.history = ChatHistoryManager(
             max_channels=settings.history_channels, max_messages=settings.history_limit
         )
@@ -49,15 +87,23 @@ class Components:
             run_id=run_id,
             fields=metrics_fields,
         )
-        self.transport = transport or OllamaTransport(
-            settings.effective_llm_url, timeout=settings.llm_timeout
-        )
+        specs = dict(settings.models)
+        implicit: str | None = None
+        if settings.routing.default is None and settings.model not in specs:
+            where = target or default_target(settings)
+            implicit = settings.model
+            specs[implicit] = ModelSpec(implicit, where.api, where.url, settings.model)
+
+        def make(spec: ModelSpec) -> HTTPTransport:
+            key = api_key(spec, env, implicit=spec.name == implicit)
+            return transport_for(spec.api, spec.url, timeout=settings.llm_timeout, api_key=key)
+
+        self.models = ModelSet(specs, settings.routing, make, default=settings.model)
         self.engine = ChatEngine(
-            self.transport,
+            self.models,
             self.history,
             self.metrics,
             self.flights,
-            model=settings.model,
             system_prompt=settings.system_prompt,
             dedup=settings.dedup,
         )
@@ -68,14 +114,14 @@ class Components:
         if not self._started:
             self._started = True
             self.metrics.start_batch_flush_task()
-            await self.transport.start()
+            await self.models.start()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            await self.transport.close()
+            await self.models.close()
         except Exception:
-            log.exception("closing the LLM transport failed; flushing metrics anyway")
+            log.exception("closing the LLM transports failed; flushing metrics anyway")
         await self.metrics.stop_batch_flush_task()

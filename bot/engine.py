@@ -18,14 +18,15 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bot.dedup import RequestDeduplicator
 from bot.history import ChatHistoryManager
 from bot.llm.errors import LLMError, LLMResponseError
-from bot.llm.http import HTTPTransport
 from bot.llm.types import ChatRequest, Chunk, Done
 from bot.metrics import MetricsService
+from bot.models import Model, ModelSet, Traits
 from bot.percentile import percentile
 from bot.settings import DEFAULT_SYSTEM_PROMPT
 
@@ -41,27 +42,34 @@ class Question:
 
     conversation: str
     text: str
+    channel: int | None = None
+
+    def traits(self) -> Traits:
+        return Traits(self.text, self.channel, tokens=estimate_tokens(self.text))
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token (English prose with common tokenizers)."""
+    return (len(text) + 3) // 4
 
 
 class ChatEngine:
-    """Builds requests from history, streams answers through the flights, logs, keeps history."""
+    """Builds requests from history, routes them, streams answers through the flights, logs."""
 
     def __init__(
         self,
-        transport: HTTPTransport,
+        models: ModelSet,
         history: ChatHistoryManager,
         metrics: MetricsService,
         flights: RequestDeduplicator,
         *,
-        model: str,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         dedup: bool = True,
     ) -> None:
-        self.transport = transport
+        self.models = models
         self.history = history
         self.metrics = metrics
         self.flights = flights
-        self.model = model
         self.system_prompt = system_prompt
         self.dedup = dedup
         self._system = [{"role": "system", "content": system_prompt}] if system_prompt else []
@@ -75,55 +83,72 @@ class ChatEngine:
 
     # -- the conversation ----------------------------------------------------------------------
 
-    def build_request(self, question: Question) -> ChatRequest:
+    def build_messages(self, question: Question) -> list[dict[str, Any]]:
         """The system prompt, the conversation's history, then the question."""
-        messages = [*self._system, *self.history.get_history(question.conversation)]
+        messages: list[dict[str, Any]] = [
+            *self._system,
+            *self.history.get_history(question.conversation),
+        ]
         messages.append({"role": "user", "content": question.text})
-        return ChatRequest(self.model, messages)
+        return messages
 
     async def answer(self, question: Question) -> AsyncIterator[str]:
-        """The answer's text as it arrives; raises :class:`LLMError` when the LLM fails."""
-        request = self.build_request(question)
-        transport = self.transport
-        started = time.perf_counter()
-        first: float | None = None
+        """The answer's text as it arrives; raises :class:`LLMError` when the LLM fails.
+
+        The route's models are tried in order while each fails before its first token; each try
+        is one ``llm_call`` event (``route`` says why that model: default, channel, rule, fallback).
+        """
+        messages = self.build_messages(question)
+        route = self.models.route(question.traits())
         parts: list[str] = []
-        done: Done | None = None
-        error: BaseException | None = None
-        chunks: AsyncIterator[Chunk]
-        role: str
-        if self.dedup:
-            key = request.key(transport.api, transport.base_url)
-            subscription = self.flights.join(key, lambda: transport.stream(request))
-            chunks, role = subscription, subscription.role
-        else:
-            chunks, role = transport.stream(request), "off"
-        try:
-            async for chunk in chunks:
-                if type(chunk) is str:
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(chunk)
-                    yield chunk
-                elif isinstance(chunk, Done):
-                    done = chunk
-            if done is None:
-                raise LLMResponseError("the stream ended before its final chunk")
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            self._llm_call(request, role, started, first, done, error)
-            if error is None:
-                self.history.add_message(question.conversation, "user", question.text)
-                self.history.add_message(question.conversation, "assistant", "".join(parts))
+        last = len(route.models) - 1
+        for attempt, model in enumerate(route.models):
+            request = ChatRequest(model.spec.model, messages, model.spec.options)
+            reason = route.reason if attempt == 0 else "fallback"
+            started = time.perf_counter()
+            first: float | None = None
+            done: Done | None = None
+            error: BaseException | None = None
+            chunks: AsyncIterator[Chunk]
+            role: str
+            if self.dedup:
+                key = request.key(model.spec.api, model.transport.base_url)
+                subscription = self.flights.join(key, partial(model.stream, request))
+                chunks, role = subscription, subscription.role
+            else:
+                chunks, role = model.stream(request), "off"
+            try:
+                async for chunk in chunks:
+                    if type(chunk) is str:
+                        if first is None:
+                            first = time.perf_counter()
+                        parts.append(chunk)
+                        yield chunk
+                    elif isinstance(chunk, Done):
+                        done = chunk
+                if done is None:
+                    raise LLMResponseError("the stream ended before its final chunk")
+            except LLMError as exc:
+                error = exc
+                if first is None and attempt < last:
+                    continue  # nothing shown yet: the next model of the route answers instead
+                raise
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                self._llm_call(model, reason, role, started, first, done, error)
+            self.history.add_message(question.conversation, "user", question.text)
+            self.history.add_message(question.conversation, "assistant", "".join(parts))
+            return
 
     def _llm_call(
         self,
-        request: ChatRequest,
+        model: Model,
+        route: str,
         role: str,
         started: float,
         first: float | None,
@@ -140,11 +165,13 @@ class ChatEngine:
             status = "error"
             self._llm_errors += 1
             self.log_error("llm", error)
+        model.calls[status] += 1
         self.metrics.log_event(
             "llm_call",
             {
-                "model": request.model,
-                "api": self.transport.api,
+                "model": model.name,
+                "route": route,
+                "api": model.spec.api,
                 "latency_ms": round((ended - started) * 1000, 3),
                 "ttft_ms": None if first is None else round((first - started) * 1000, 3),
                 "tokens_in": done.tokens_in if done is not None else None,
@@ -195,7 +222,7 @@ class ChatEngine:
         data: dict[str, Any] = {"where": where, "error": type(exc).__name__}
         if isinstance(exc, LLMError):
             data["detail"] = detail or exc.detail
-            data["url"] = exc.url or self.transport.base_url
+            data["url"] = exc.url
         else:
             data["detail"] = detail or "unexpected error"
         self._errors[where] += 1
@@ -222,9 +249,11 @@ class ChatEngine:
         }
 
     def summary(self) -> dict[str, Any]:
-        """``metrics.get_summary()`` (dedup, history and batch figures) and whether dedup is on."""
+        """``metrics.get_summary()`` (dedup, history and batch figures), whether dedup is on, and
+        the calls of each model by status."""
         summary = self.metrics.get_summary()
         summary["dedup_enabled"] = self.dedup
+        summary["models"] = {model.name: dict(model.calls) for model in self.models}
         return summary
 
 

@@ -63,11 +63,16 @@ def option(
     default_text: str | None = None,
     repr: bool = True,
 ) -> Any:
-    """A dataclass field declared once: default, help, check, env names, flag, help panel."""
+    """A dataclass field declared once: default, help, check, env names, flag, help panel.
+
+    A callable ``default`` is a factory (for a table such as ``{}``: each instance its own).
+    """
     names = (env,) if isinstance(env, str) else tuple(env)
     meta = Option(help, check, names, flag, panel, negate, default_text)
     if isinstance(default, list | dict | set):
-        raise TypeError("use a tuple or a frozen value as a default")
+        raise TypeError("use a tuple, a frozen value or a factory as a default")
+    if callable(default):
+        return field(default_factory=default, repr=repr, metadata={"option": meta})
     return field(default=default, repr=repr, metadata={"option": meta})
 
 

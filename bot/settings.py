@@ -10,13 +10,12 @@ one line naming the setting and the form expected.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from bot.options import (
     SettingsError,
@@ -29,6 +28,8 @@ from bot.options import (
     optional,
     text,
 )
+from bot.routing import ModelSpec, RoutingSpec, parse_models, parse_routing
+from bot.urls import normalize_llm_url, strip_credentials
 
 __all__ = [
     "DEFAULT_LLM_URL",
@@ -48,62 +49,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant in a Discord server. Answer clearly and concisely."
 )
 _LLM, _DISCORD, _HISTORY, _METRICS = "LLM", "Discord", "History", "Metrics"
-# A host name as URLs allow it, or an IP address (an IPv6 one without its brackets).
-_HOST = re.compile(r"^[A-Za-z0-9._:-]+$")
-
-
-def strip_credentials(url: str) -> str:
-    """``url`` without any ``user:password@`` part, so it can be printed or logged.
-
-    Never raises: it also serves error messages about URLs that do not parse, so it cuts the text
-    itself rather than asking ``urlsplit`` for the host.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    end = len(rest)
-    for stop in "/?#":
-        index = rest.find(stop)
-        if index != -1:
-            end = min(end, index)
-    authority = rest[:end]
-    if "@" not in authority:
-        return url
-    return f"{scheme}{sep}{authority.rpartition('@')[2]}{rest[end:]}"
-
-
-def normalize_llm_url(name: str, value: Any) -> str:
-    """What the ollama CLI accepts in ``OLLAMA_HOST`` (``host``, ``host:port``, a URL)."""
-    raw = str(value).strip()
-    example = "http://127.0.0.1:11434"
-    if not raw:
-        raise SettingsError(f"{name}: expected a URL such as {example}")
-    # The ollama CLI's rule: no scheme -> port 11434; an explicit scheme -> its usual port.
-    default_port = 11434
-    if "://" not in raw:
-        raw = "http://" + raw
-    else:
-        default_port = 443 if raw.lower().startswith("https://") else 80
-    shown = strip_credentials(str(value))
-    try:
-        parts = urlsplit(raw)
-        port = parts.port
-    except ValueError:  # a bad port, an unclosed "[" of an IPv6 address
-        raise SettingsError(
-            f"{name}: expected an http(s) URL such as {example}, got {shown!r}"
-        ) from None
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not _HOST.match(host):
-        raise SettingsError(f"{name}: expected an http(s) URL such as {example}, got {shown!r}")
-    if host in ("0.0.0.0", "::"):  # a listen address, as OLLAMA_HOST often holds: connect locally
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{port if port is not None else default_port}"
-    if parts.username:
-        cred = parts.username + (f":{parts.password}" if parts.password else "")
-        netloc = f"{cred}@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _discord_url(schemes: tuple[str, ...], example: str) -> Any:
@@ -269,6 +214,29 @@ class Settings:
         env="BOT_BATCH_INTERVAL",
         panel=_METRICS,
     )
+    models: Mapping[str, ModelSpec] = option(
+        dict,
+        "Models by name ([models.NAME] tables: api, url, model, options, max_concurrency, "
+        "api_key_env, vision, context_tokens).",
+        parse_models,
+        flag="",
+        panel=_LLM,
+    )
+    routing: RoutingSpec = option(
+        RoutingSpec(),
+        "How a question picks its model ([routing]: default, fallback, rules).",
+        parse_routing,
+        flag="",
+        panel=_LLM,
+    )
+    admins: tuple[int, ...] = option(
+        (),
+        "User ids allowed /model and /persona besides members with Manage Server.",
+        id_list,
+        env="BOT_ADMINS",
+        flag="",
+        panel=_DISCORD,
+    )
     stats_interval: float = option(
         30.0,
         "Seconds between two `stats` snapshots in the metrics file.",
@@ -308,14 +276,29 @@ class Settings:
                 value = str(value)
             elif isinstance(value, str) and "://" in value:
                 value = strip_credentials(value)
+            elif f.name == "models":
+                value = {k: strip_credentials(v.url) for k, v in value.items()}
+            elif f.name == "routing":
+                value = {"default": value.default, "fallback": list(value.fallback)}
             out[f.name] = value
         return out
 
-    def check(self) -> Settings:
+    def check(self, environ: Mapping[str, str] | None = None) -> Settings:
         """Rules across fields; returns ``self``."""
         if self.token and (self.discord_api is None) != (self.discord_gateway is None):
             # Pointing only one of the two at a proxy would send the token to the real Discord.
             raise SettingsError("discord_api and discord_gateway: give both, or neither")
+        env = os.environ if environ is None else environ
+        for name in sorted(self.routing.names()):
+            if name not in self.models and not (name == self.model and not self.models):
+                known = ", ".join(sorted(self.models)) or "none: add [models.NAME] tables"
+                raise SettingsError(f"routing: no model named {name!r} (models: {known})")
+        for spec in self.models.values():
+            if spec.api_key_env and not env.get(spec.api_key_env):
+                raise SettingsError(
+                    f"models.{spec.name}.api_key_env: the environment variable "
+                    f"{spec.api_key_env} is not set"
+                )
         return self
 
     def with_changes(self, **changes: Any) -> Settings:

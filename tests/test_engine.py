@@ -15,6 +15,8 @@ from bot.engine import ChatEngine, Question
 from bot.history import ChatHistoryManager
 from bot.llm.errors import LLMHTTPError
 from bot.llm.ollama import OllamaTransport
+from bot.models import ModelSet
+from bot.routing import ModelSpec, RoutingSpec
 from botctl.sandbox.llm_server import LLMServer, answer_for
 
 pytestmark = pytest.mark.integration
@@ -30,13 +32,17 @@ async def server() -> AsyncIterator[LLMServer]:
 
 def make_engine(server: LLMServer, tmp_path: Path, *, dedup: bool = True) -> ChatEngine:
     assert server.url is not None
+    url = server.url
     metrics = RecordingMetrics(tmp_path / "metrics.jsonl")
     history = ChatHistoryManager(max_channels=10, max_messages=10)
     flights = RequestDeduplicator()
-    transport = OllamaTransport(server.url)
-    return ChatEngine(
-        transport, history, metrics, flights, model="m", system_prompt=SYSTEM, dedup=dedup
+    models = ModelSet(
+        {"m": ModelSpec("m", "ollama", url, "m")},
+        RoutingSpec(),
+        lambda spec: OllamaTransport(spec.url),
+        default="m",
     )
+    return ChatEngine(models, history, metrics, flights, system_prompt=SYSTEM, dedup=dedup)
 
 
 @pytest.fixture
@@ -45,7 +51,7 @@ async def engine(server: LLMServer, tmp_path: Path) -> AsyncIterator[ChatEngine]
     try:
         yield engine
     finally:
-        await engine.transport.close()
+        await engine.models.close()
 
 
 def recorded(engine: ChatEngine) -> RecordingMetrics:
@@ -58,10 +64,10 @@ async def text_of(engine: ChatEngine, conversation: str, text: str) -> str:
 
 
 def test_the_request_is_the_same_for_everyone(engine: ChatEngine) -> None:
-    one = engine.build_request(Question("channel-1", "what is dedup?"))
-    two = engine.build_request(Question("channel-2", "what is dedup?"))
+    one = engine.build_messages(Question("channel-1", "what is dedup?"))
+    two = engine.build_messages(Question("channel-2", "what is dedup?"))
     assert one == two
-    assert list(one.messages) == [
+    assert one == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "what is dedup?"},
     ]
@@ -74,16 +80,16 @@ async def test_answer_streams_logs_and_keeps_history(engine: ChatEngine) -> None
     assert "".join(deltas) == expected and all(deltas)
     (call,) = recorded(engine).of("llm_call")
     assert call["dedup"] == "leader" and call["status"] == "ok" and call["error"] is None
-    assert call["model"] == "m" and call["api"] == "ollama"
+    assert call["model"] == "m" and call["api"] == "ollama" and call["route"] == "default"
     assert call["tokens_out"] and call["tokens_in"] and call["ttft_ms"] <= call["latency_ms"]
-    follow_up = engine.build_request(Question("c1", "and then?"))
-    assert list(follow_up.messages) == [
+    follow_up = engine.build_messages(Question("c1", "and then?"))
+    assert follow_up == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": question},
         {"role": "assistant", "content": expected},
         {"role": "user", "content": "and then?"},
     ]
-    assert list(engine.build_request(Question("c2", "and then?")).messages)[1:] == [
+    assert engine.build_messages(Question("c2", "and then?"))[1:] == [
         {"role": "user", "content": "and then?"}
     ]
     assert engine.reset("c1") is True and engine.reset("c1") is False
@@ -105,7 +111,7 @@ async def test_dedup_off_calls_upstream_for_everyone(server: LLMServer, tmp_path
     try:
         await asyncio.gather(*(text_of(engine, f"ch{i}", "hi there") for i in range(3)))
     finally:
-        await engine.transport.close()
+        await engine.models.close()
     assert server.calls_total == 3
     assert [e["dedup"] for e in recorded(engine).of("llm_call")] == ["off"] * 3
 
@@ -122,7 +128,7 @@ async def test_a_caller_that_leaves_does_not_stop_the_others(
     assert text == answer_for([{"role": "user", "content": "a long one"}])
     statuses = sorted(e["status"] for e in recorded(engine).of("llm_call"))
     assert statuses == ["cancelled", "ok"] and server.calls_total == 1
-    assert engine.build_request(Question("a", "x")).messages[1:] == [
+    assert engine.build_messages(Question("a", "x"))[1:] == [
         {"role": "user", "content": "x"}
     ]  # the one who left kept no half answer
 
@@ -140,7 +146,7 @@ async def test_llm_failure_logs_an_error_and_reraises(
         "detail": "HTTP 500",
         "url": f"{server.url}/api/chat",
     }
-    assert list(engine.build_request(Question("c1", "again")).messages) == [
+    assert engine.build_messages(Question("c1", "again")) == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "again"},
     ]  # nothing of the failed exchange was kept

@@ -275,3 +275,38 @@ async def test_graceful_stop_writes_every_message_event(tmp_path: Path) -> None:
         assert sum(1 for e in found if e["type"] == "message") == 12
         assert sum(1 for e in found if e["type"] == "reply") == 12
         assert all("content" not in e and "text" not in e for e in found)
+
+
+async def response_text(h: Harness, iid: str) -> str:
+    async with asyncio.timeout(10):
+        while True:
+            found = [r for r in h.discord.interaction_responses if r.interaction_id == iid]
+            if found:
+                return str(found[0].data.get("content", ""))
+            await asyncio.sleep(0.05)
+
+
+async def test_model_shows_and_sets_the_channel_model_for_admins_only(tmp_path: Path) -> None:
+    async with running_bot(tmp_path, latency=0.0) as h:
+        admin, member = h.discord.user_ids[0], h.discord.user_ids[1]
+        h.components.settings = h.components.settings.with_changes(admins=[int(admin)])
+        cid = h.discord.channel_ids[1]
+        shown = await response_text(h, h.discord.send_interaction(cid, member, "model"))
+        assert "Model here: llama3.2" in shown and "Choices: llama3.2" in shown
+        refused = await response_text(
+            h, h.discord.send_interaction(cid, member, "model", {"name": "llama3.2"})
+        )
+        assert "Only members with Manage Server" in refused
+        assert h.components.models.channel_model(int(cid)) is None
+        done = await response_text(
+            h, h.discord.send_interaction(cid, admin, "model", {"name": "llama3.2"})
+        )
+        assert "now uses llama3.2" in done
+        await h.ask("!echo routed", channel=cid)
+        await h.components.metrics.flush()
+        calls = [e for e in events(h.metrics_file) if e["type"] == "llm_call"]
+        assert calls[-1]["route"] == "channel" and calls[-1]["model"] == "llama3.2"
+        unknown = await response_text(
+            h, h.discord.send_interaction(cid, admin, "model", {"name": "nope"})
+        )
+        assert "No model named 'nope'" in unknown

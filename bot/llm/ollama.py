@@ -149,11 +149,12 @@ class OllamaTransport(HTTPTransport):
         version = data.get("version") if isinstance(data, dict) else None
         return f"Ollama {version}" if isinstance(version, str) else None
 
-    async def models(self, timeout: float = 5.0) -> list[str]:
+    async def models(self, timeout: float = 5.0) -> list[str] | None:
+        """The models the server has (``/api/tags``), or ``None`` if it does not say."""
         data = await self._try_json("/api/tags", timeout)
         models = data.get("models") if isinstance(data, dict) else None
         if not isinstance(models, list):
-            return []
+            return None
         return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
 
     async def embed(

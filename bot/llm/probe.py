@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from bot.llm.errors import LLMError
-from bot.llm.http import HTTPTransport, split_base_url
+from bot.llm.http import split_base_url
 from bot.llm.ollama import OllamaTransport
+from bot.llm.openai import OpenAITransport
 from bot.llm.types import Api
 
 __all__ = ["Probe", "openai_base", "probe"]
@@ -43,15 +43,7 @@ def openai_base(url: str) -> str:
 async def _openai_models(
     url: str, session: aiohttp.ClientSession, api_key: str | None, timeout: float
 ) -> list[str] | None:
-    transport = HTTPTransport(url, api_key=api_key, session=session)
-    try:
-        data = await transport._json("GET", "/models", None, timeout)
-    except LLMError:
-        return None
-    items = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        return None
-    return [str(m.get("id")) for m in items if isinstance(m, dict) and m.get("id")]
+    return await OpenAITransport(url, api_key=api_key, session=session).models(timeout)
 
 
 async def _reachable(url: str, session: aiohttp.ClientSession, timeout: float) -> bool:

@@ -86,6 +86,8 @@ def _run(given: dict[str, Any]) -> None:
             )
     except SandboxError as exc:
         raise BotctlError(f"{exc}; see the lines above") from None
+    except SettingsError as exc:  # found at start-up: a URL answering something else
+        raise BotctlError(str(exc)) from None
     if report.connected:
         reporter.summary(report)
     if report.error:

@@ -41,6 +41,8 @@ class RunReporter:
         console.print("[bold]botctl run[/]")
         console.print(f"  Discord : {banner.discord}", highlight=False)
         console.print(f"  LLM     : {banner.llm}", highlight=False)
+        for line in banner.extras:
+            console.print(f"            {line}", highlight=False)
         if banner.llm_warning:
             console.print(f"  [yellow]warning: {banner.llm_warning}[/]", highlight=False)
         console.print(f"  metrics : {banner.metrics_file} (run {banner.run_id})", highlight=False)

@@ -56,7 +56,7 @@ class RunHooks(Protocol):
 def make_banner(
     settings: Settings, options: RunOptions, discord_name: str, llm: LLMChoice, run_id: str
 ) -> Banner:
-    model = f" (model {settings.model})" if llm.url is not None else ""
+    model = f" (model {settings.model})" if llm.url is not None and llm.needed else ""
     return Banner(
         discord=discord_name,
         llm=llm.description + model,
@@ -65,6 +65,7 @@ def make_banner(
         run_id=run_id,
         pid=os.getpid(),
         duration=options.duration,
+        extras=list(llm.models),
         # The loop this runs on (uvloop where installed): says which the figures were taken on.
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )

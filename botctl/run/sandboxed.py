@@ -31,12 +31,11 @@ async def run_in_sandbox(
     started: float,
     hooks: RunHooks,
 ) -> RunReport:
-    config = replace(config, llm=llm.url is None)
+    config = replace(config, llm=llm.url is None and llm.needed)
     async with SandboxProcess(config) as sandbox:
         endpoints = sandbox.endpoints
         assert endpoints is not None
         url = llm.url or endpoints.llm_url
-        assert url is not None
         bot_settings = settings.with_changes(
             discord_api=endpoints.api_base, discord_gateway=endpoints.gateway_url
         )

@@ -43,7 +43,7 @@ async def run(
         llm = await choose_llm(settings, url_source=llm_url_source)
         if settings.sandbox:
             return await run_in_sandbox(settings, sandbox, options, llm, stop, started, hooks)
-        assert settings.token is not None and llm.url is not None
+        assert settings.token is not None
         components = make_components(settings, llm, llm.url)
         discord_name = (
             f"Discord-compatible server at {settings.discord_api}"

@@ -1,4 +1,4 @@
-"""The admin cog: ``/reset`` clears the channel's history, ``/stats`` shows the bot's figures."""
+"""The admin cog: ``/reset``, ``/stats`` and ``/model`` (see or set the channel's model)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from discord.ext import commands
 
 if TYPE_CHECKING:
     from bot.frontend.client import ChatBot
+
+NOT_ALLOWED = "Only members with Manage Server (or the bot's admins) may change this."
 
 
 def format_stats(summary: dict[str, Any]) -> str:
@@ -27,7 +29,19 @@ def format_stats(summary: dict[str, Any]) -> str:
         f"metrics pending   {batch.get('pending_events', 0)}",
         f"metrics written   {batch.get('events_written', 0)} in {batch.get('flushes', 0)} flushes",
     ]
+    for name, calls in sorted(summary.get("models", {}).items()):
+        shown = ", ".join(f"{status} {count}" for status, count in sorted(calls.items()))
+        lines.append(f"model {name:<11} {shown or 'no calls'}")
     return "```\n" + "\n".join(lines) + "\n```"
+
+
+def may_administer(interaction: discord.Interaction[Any], admins: frozenset[int]) -> bool:
+    """Manage Server in this guild, or listed in ``admins`` (the only way in a DM)."""
+    user = interaction.user
+    if user.id in admins:
+        return True
+    permissions = getattr(user, "guild_permissions", None)
+    return bool(permissions is not None and permissions.manage_guild)
 
 
 class Admin(commands.Cog):
@@ -44,11 +58,43 @@ class Admin(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True)
 
     @app_commands.command(
-        name="stats", description="Show the bot's dedup, history and metrics figures"
+        name="stats", description="Show the bot's dedup, history, metrics and model figures"
     )
     async def stats(self, interaction: discord.Interaction[Any]) -> None:
         self.engine.log_command("stats", str(interaction.channel_id), str(interaction.user.id))
         await interaction.response.send_message(format_stats(self.engine.summary()), ephemeral=True)
+
+    @app_commands.command(name="model", description="Show this channel's model, or set it")
+    @app_commands.describe(name="The model to use in this channel ('default' to follow routing)")
+    async def model(self, interaction: discord.Interaction[Any], name: str | None = None) -> None:
+        channel = interaction.channel_id or 0
+        self.engine.log_command("model", str(channel), str(interaction.user.id))
+        models = self.engine.models
+        if name is None:
+            current = models.channel_model(channel)
+            shown = current.name if current else f"{models.default.name} (routing default)"
+            choices = ", ".join(models.names())
+            text = f"Model here: {shown}. Choices: {choices}, or 'default'."
+        elif not may_administer(interaction, frozenset(self.bot.components.settings.admins)):
+            text = NOT_ALLOWED
+        elif name == "default":
+            models.set_channel_model(channel, None)
+            text = "This channel follows the routing again."
+        elif name not in models:
+            text = f"No model named {name!r}. Choices: {', '.join(models.names())}."
+        else:
+            models.set_channel_model(channel, name)
+            text = f"This channel now uses {name}."
+        await interaction.response.send_message(
+            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @model.autocomplete("name")
+    async def _model_names(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        names = [*self.engine.models.names(), "default"]
+        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
 
 
 async def setup(bot: commands.Bot) -> None:

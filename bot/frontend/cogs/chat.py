@@ -127,7 +127,8 @@ class Chat(commands.Cog):
         status = "ok"
         try:
             async with self._slots:
-                result = await deliver(self.engine.answer(Question(channel, text)), sink)
+                question = Question(channel, text, channel=int(channel))
+                result = await deliver(self.engine.answer(question), sink)
         except asyncio.CancelledError:
             # Cancelled at a graceful stop past the drain bound: still one reply event per message.
             self._log_reply(channel, received, "cancelled")

@@ -380,7 +380,7 @@ async def test_closed_port_is_unreachable() -> None:
             await collect(transport)
         async with asyncio.timeout(LIMIT):
             assert await transport.probe(0.3) is None
-            assert await transport.models(0.3) == []
+            assert await transport.models(0.3) is None
     error = caught.value
     assert transport.base_url == f"http://127.0.0.1:{port}"
     assert error.url == f"{transport.base_url}/api/chat"

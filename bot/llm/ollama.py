@@ -32,13 +32,39 @@ def _ms(nanoseconds: Any) -> float | None:
     return None if value is None else value / 1e6
 
 
-def _parse(line: bytes | bytearray, url: str) -> str | Done:
-    """One NDJSON line: a token line is its text; the final line is a :class:`Done` (with any text
-    or tool calls it carries: a server that ignores ``stream`` sends the whole answer there)."""
+def _decode_read(lines: list[bytearray], url: str) -> list[Any]:
+    """The lines of one network read, decoded in one call (an answer sent at once is ~75 lines:
+    one decode of an array costs a fraction of 75). A bad line is found line by line."""
+    full = [line for line in lines if line.strip()]
     try:
-        data = orjson.loads(line)
+        items: list[Any] = orjson.loads(b"[" + b",".join(full) + b"]")
+        return items
     except orjson.JSONDecodeError:
-        raise LLMResponseError("a line of the stream is not JSON", url=url) from None
+        pass
+    decoded = []
+    for line in full:
+        try:
+            decoded.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            decoded.append(_BAD_LINE)  # read as far as the good lines go, then fail
+            break
+    return decoded
+
+
+_BAD_LINE = object()
+
+
+def _parse(data: Any, url: str) -> str | Done:
+    """One decoded NDJSON line: a token line is its text; the final line is a :class:`Done` (with
+    any text or tool calls it carries: a server that ignores ``stream`` sends the answer there)."""
+    if type(data) is dict and data.get("done") is False and "error" not in data:
+        message = data.get("message")
+        if type(message) is dict and "tool_calls" not in message:
+            token = message.get("content")
+            if type(token) is str:
+                return token  # the hot path: one plain token
+    if data is _BAD_LINE:
+        raise LLMResponseError("a line of the stream is not JSON", url=url)
     if not isinstance(data, dict):
         raise LLMResponseError("a line of the stream is not a JSON object", url=url)
     error = data.get("error")
@@ -113,11 +139,9 @@ class OllamaTransport(HTTPTransport):
         async with contextlib.aclosing(self._lines(response, deadline, first)) as reads:
             async for lines in reads:
                 texts: list[str] = []
-                for line in lines:
-                    if not line.strip():
-                        continue
+                for data in _decode_read(lines, url):
                     try:
-                        item = _parse(line, url)
+                        item = _parse(data, url)
                     except LLMError:
                         if texts:  # the text before a mid-stream error still reaches the user
                             yield "".join(texts)

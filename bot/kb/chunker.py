@@ -283,7 +283,7 @@ def _pack(lines: list[str], blocks: list[_Block], max_chars: int) -> list[Chunk]
 
     for block in blocks:
         if block.kind == "heading":
-            if start is not None and not headings_only:
+            if start is not None and (not headings_only or size(start, block.end) > max_chars):
                 flush()
             trail[:] = [(lvl, t) for lvl, t in trail if lvl < block.level]
             trail.append((block.level, block.title))
@@ -340,13 +340,16 @@ def _split_long(
     """A block longer than the bound alone, cut at line boundaries (a line is never cut)."""
     first = block.start
     while first <= block.end:
+        while first < block.end and not lines[first].strip():
+            first += 1  # a window starts on text, never on blank lines inside the block
         last = first
         total = len(lines[first])
         while last + 1 <= block.end and total + 1 + len(lines[last + 1]) <= max_chars:
             last += 1
             total += 1 + len(lines[last])
-        chunks.append(Chunk(first + 1, last + 1, title))
+        chunks.append(Chunk(first + 1, _last_nonblank(lines, last) + 1, title))
         if last >= block.end:
             break
         # Windows of a cut block overlap by a line, so a statement at the cut is seen whole.
-        first = last if last > first and len(lines[last]) <= _OVERLAP_MAX_CHARS else last + 1
+        overlap = last > first and lines[last].strip() and len(lines[last]) <= _OVERLAP_MAX_CHARS
+        first = last if overlap else last + 1

@@ -63,13 +63,16 @@ def add_paths(
     vectors_loaded: bool = False,
     progress: Progress | None = None,
 ) -> AddReport:
-    """Index the files under ``paths``; ``vectors_loaded``: sqlite-vec is loaded in ``conn``,
-    so vectors of replaced chunks are deleted with them (else they are left, unreachable)."""
+    """Index the files under ``paths`` (never ``exclude``, the KB, nor its WAL files);
+    ``vectors_loaded``: sqlite-vec is loaded in ``conn``, so vectors of replaced chunks are
+    deleted with them (else they are left behind, unreachable)."""
     started = time.perf_counter()
     report = AddReport()
     given = list(paths)
     candidates: list[tuple[Candidate, int]] = []
-    for item in walk(given, exclude):
+    # The KB's own file and its sidecars, whatever folder is added.
+    own = [Path(f"{p}{suffix}") for p in exclude for suffix in ("", "-wal", "-shm", "-journal")]
+    for item in walk(given, own):
         if isinstance(item, str):
             report.notes.append(item)
             continue

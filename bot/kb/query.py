@@ -42,6 +42,8 @@ GATE_ROWS = 500
 
 # unicode61 keeps letters and digits of every script and splits on everything else (`_` too).
 _TOKEN = re.compile(r"[^\W_]+")
+_COMPOUND = re.compile(r"[^\W_]+(?:[-_./][^\W_]+)+")
+_MAX_PHRASES = 4
 
 _STOPWORDS_TEXT = """a about above after again against all am an and any are as at be because been before
     being below between both but by can could did do does doing down during each few for from
@@ -55,17 +57,23 @@ STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
 def terms(question: str) -> list[str]:
-    """The question's distinct search words, in order; stop words only when nothing else is left."""
+    """The question's distinct search words, in order (stop words only when nothing else is
+    left), then its compounds (``self-promotion``, ``history_limit``) as phrases of their words:
+    a compound the user typed is a strong hint, and a phrase ranks the chunks that hold it whole."""
+    text = question.casefold()
     seen: dict[str, None] = {}
-    for token in _TOKEN.findall(question.casefold()):
+    for token in _TOKEN.findall(text):
         seen.setdefault(token, None)
     words = list(seen)
-    content = [w for w in words if w not in STOPWORDS]
-    return (content or words)[:MAX_TERMS]
+    content = [w for w in words if w not in STOPWORDS] or words
+    phrases: dict[str, None] = {}
+    for compound in _COMPOUND.findall(text):
+        phrases.setdefault(" ".join(_TOKEN.findall(compound)), None)
+    return [*content[:MAX_TERMS], *list(phrases)[:_MAX_PHRASES]]
 
 
 def match_expression(words: Iterable[str]) -> str:
-    """An FTS5 MATCH string: every word as a quoted string, any of them (``OR``)."""
+    """An FTS5 MATCH string: every word (or phrase) as a quoted string, any of them (``OR``)."""
     return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 

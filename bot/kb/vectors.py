@@ -25,10 +25,19 @@ EMBED_CHARS = 4000
 
 
 class TextEmbedder(Protocol):
-    model: str
-    api: str
-    url: str
-    batch_size: int
+    """What :func:`embed_missing` needs of :class:`bot.kb.embed.Embedder` (tests pass fakes)."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def api(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def batch_size(self) -> int: ...
 
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 

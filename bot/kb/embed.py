@@ -8,11 +8,12 @@ the environment (``BOT_LLM_API_KEY``, else ``OPENAI_API_KEY``) and never appears
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
@@ -52,10 +53,12 @@ class Embedder:
         timeout: float = DEFAULT_TIMEOUT_S,
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url, basic = _split_credentials(url.rstrip("/"))
         self.model = model
         self.api: Api = api_for(self.url, api)
-        self._api_key = api_key if api_key is not None else _env_key()
+        key = api_key if api_key is not None else _env_key()
+        # One Authorization header: the API key, else the URL's user:password (a proxy's).
+        self._authorization = f"Bearer {key}" if key else basic
         self.timeout = timeout
         self.batch_size = max(1, batch_size)
         self._session: aiohttp.ClientSession | None = None
@@ -96,8 +99,8 @@ class Embedder:
     async def _batch(self, texts: list[str]) -> list[list[float]]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(self.timeout))
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        where = strip_credentials(self.endpoint)
+        headers = {"Authorization": self._authorization} if self._authorization else {}
+        where = self.endpoint
         try:
             async with self._session.post(
                 self.endpoint, json={"model": self.model, "input": texts}, headers=headers
@@ -116,6 +119,16 @@ class Embedder:
         if vectors is None or len(vectors) != len(texts):
             raise EmbedError(f"{where} did not answer with {len(texts)} embeddings")
         return vectors
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without ``user:password@``, and the Basic ``Authorization`` value they make."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    # By hand, as bot.ollama does: aiohttp.BasicAuth is deprecated in the aiohttp we support.
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return strip_credentials(url), "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def _env_key() -> str | None:

@@ -174,6 +174,10 @@ def test_hybrid_search_through_an_embeddings_server(
     assert hits[0]["source"] == "docs/cooldown.py"
     listed = json.loads(kb(workdir, clean_env, "list", "--json").stdout)
     assert (listed["embed_model"], listed["embedded_chunks"]) == ("concepts", 18)
+    # A later add without --embed-model keeps the vectors complete with the recorded model.
+    (workdir / "docs" / "pause.md").write_text("# Pause\n\nwait a little\n", "utf-8")
+    later = kb(workdir, clean_env, "add", "docs")
+    assert f"embeddings: concepts at {server.url}: 1 chunk(s) embedded" in later.stdout
 
     server.stop()
     down = kb(workdir, clean_env, "search", "How can I reset a conversation?", "--json")

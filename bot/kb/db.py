@@ -32,6 +32,7 @@ __all__ = [
     "connect",
     "driver",
     "load_vectors",
+    "read_transaction",
     "translated",
     "write_transaction",
 ]
@@ -258,6 +259,18 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One snapshot for several reads: a concurrent writer's commit is seen entirely or not."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            with contextlib.suppress(driver().Error):  # never mask the error that brought us here
+                conn.execute("COMMIT")
 
 
 _VEC_LOCK = threading.Lock()

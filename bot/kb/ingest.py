@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bot.kb.chunker import chunk_lines, kind_of, split_lines
 from bot.kb.db import write_transaction
-from bot.kb.sources import Candidate, decode, walk
+from bot.kb.sources import MAX_FILE_BYTES, Candidate, decode, walk
 
 __all__ = ["AddReport", "Progress", "add_paths", "has_vectors", "optimize", "remove_keys"]
 
@@ -103,6 +103,9 @@ def _add_one(
     key = candidate.key
     try:
         stat = candidate.path.stat()
+        if stat.st_size > MAX_FILE_BYTES:
+            report.skipped.append((key, f"too large ({stat.st_size / 1e6:,.0f} MB)"))
+            return
         data = candidate.path.read_bytes()
     except OSError as exc:
         report.skipped.append((key, f"unreadable: {exc.strerror or exc}"))

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Candidate", "Decoded", "decode", "is_under", "key_for", "walk"]
+__all__ = ["MAX_FILE_BYTES", "Candidate", "Decoded", "decode", "is_under", "key_for", "walk"]
 
 TEXT_SUFFIXES = frozenset(
     {".md", ".markdown", ".mdx", ".rst", ".rest", ".txt", ".text", ".html", ".htm", ".py", ".pyi"}
@@ -22,6 +22,8 @@ TEXT_SUFFIXES = frozenset(
 # Folders nobody means to index when they add a project: VCS data, environments, caches.
 _SKIPPED_DIRS = frozenset({"node_modules", "__pycache__", "site-packages"})
 _SNIFF_BYTES = 8192
+# Past this a file is a dump or a log, not a document; reading it whole would cost its size in RAM.
+MAX_FILE_BYTES = 50_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,20 +141,15 @@ class KnowledgeBase:
         if not words and not hybrid:
             return []
         depth = max(k, _FUSION_DEPTH) if hybrid else k
-        with self.lock, db.translated(self.path):
-            self.conn.execute("BEGIN")
-            try:
-                lexical = self._lexical(words, depth) if words else []
-                if hybrid:
-                    assert vector is not None
-                    dense = self._nearest(vector, depth)
-                    ranked = rrf([[i for i, _ in lexical], [i for i, _ in dense]])[:k]
-                else:
-                    ranked = lexical[:k]
-                hits = self._fetch(ranked)
-            finally:
-                self.conn.execute("COMMIT")
-        return hits
+        with self.lock, db.translated(self.path), db.read_transaction(self.conn):
+            lexical = self._lexical(words, depth) if words else []
+            if hybrid:
+                assert vector is not None
+                dense = self._nearest(vector, depth)
+                ranked = rrf([[i for i, _ in lexical], [i for i, _ in dense]])[:k]
+            else:
+                ranked = lexical[:k]
+            return self._fetch(ranked)
 
     def _lexical(self, words: list[str], limit: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) best first; see :mod:`bot.kb.query` for why a plan."""
@@ -222,23 +217,19 @@ class KnowledgeBase:
         ]
 
     def stats(self) -> KBStats:
-        with self.lock, db.translated(self.path):
-            self.conn.execute("BEGIN")
-            try:
-                files = [
-                    FileInfo(str(r[0]), int(r[1]), int(r[2]), float(r[3]), str(r[4]))
-                    for r in self.conn.execute(
-                        "SELECT f.path, f.size, count(c.id), f.added, f.sha256 FROM files f "
-                        "LEFT JOIN chunks c ON c.file_id = f.id GROUP BY f.id ORDER BY f.path"
-                    )
-                ]
-                chunks, embedded = self.conn.execute(
-                    "SELECT count(*), coalesce(sum(embedded), 0) FROM chunks"
-                ).fetchone()
-                model = db.get_meta(self.conn, "embed_model")
-                dim = db.get_meta(self.conn, "embed_dim")
-            finally:
-                self.conn.execute("COMMIT")
+        with self.lock, db.translated(self.path), db.read_transaction(self.conn):
+            files = [
+                FileInfo(str(r[0]), int(r[1]), int(r[2]), float(r[3]), str(r[4]))
+                for r in self.conn.execute(
+                    "SELECT f.path, f.size, count(c.id), f.added, f.sha256 FROM files f "
+                    "LEFT JOIN chunks c ON c.file_id = f.id GROUP BY f.id ORDER BY f.path"
+                )
+            ]
+            chunks, embedded = self.conn.execute(
+                "SELECT count(*), coalesce(sum(embedded), 0) FROM chunks"
+            ).fetchone()
+            model = db.get_meta(self.conn, "embed_model")
+            dim = db.get_meta(self.conn, "embed_dim")
         size = sum(
             os.path.getsize(p) for p in (self.path, Path(f"{self.path}-wal")) if os.path.exists(p)
         )

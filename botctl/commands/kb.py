@@ -97,7 +97,8 @@ def add(
         typer.Option(
             "--embed-model",
             help="Also store embeddings from this model on the LLM server (hybrid search). "
-            "Recorded in the KB; search then embeds questions with it.",
+            "Recorded in the KB: search embeds questions with it, later adds embed new chunks "
+            "with it; another model replaces every vector.",
             show_default=False,
         ),
     ] = None,
@@ -122,8 +123,10 @@ def add(
                 store.conn, paths, exclude=[path], vectors_loaded=vectors_loaded, progress=progress
             )
         reporter.print_add(console, path, report)
-        if embed_model is not None:
-            _embed(store, embed_model, llm_url, llm_api, batch_size)
+        # A KB with vectors keeps them complete: new chunks get them from the recorded model.
+        model = embed_model or store.embed_model
+        if model is not None:
+            _embed(store, model, llm_url, llm_api, batch_size)
 
 
 def _embed(store: KnowledgeBase, model: str, url: str | None, api: str, batch_size: int) -> None:

@@ -368,11 +368,6 @@ async def test_an_error_event_mid_stream() -> None:
     words_only(error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/llm/openai.py _Answer.read: an error event without 'message' "
-    "({'error': {'code': 500, 'type': 'server_error'}}) becomes LLMStreamError('None')",
-)
 async def test_an_error_event_without_a_message_is_not_called_none() -> None:
     body = event(chunk("Hel")) + event({"error": {"code": 500, "type": "server_error"}})
     async with serving(sse(body)) as url, opened(OpenAITransport(f"{url}/v1")) as transport:
@@ -510,11 +505,6 @@ async def test_options_are_renamed_and_ollama_only_ones_dropped() -> None:
     assert options == {"num_predict": 5, "temperature": 0, "num_ctx": 4096}  # not changed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/llm/openai.py openai_options: Ollama's num_predict -1 ('no limit') is sent as "
-    "max_tokens -1, which OpenAI and vLLM refuse with HTTP 400",
-)
 async def test_ollamas_unlimited_num_predict_sets_no_max_tokens() -> None:
     seen: list[Any] = []
     body = event(chunk("ok", "stop")) + DONE_MARK
@@ -661,6 +651,22 @@ async def test_embed_returns_one_vector_per_text_in_order() -> None:
         assert await transport.embed("e", texts) == [[0.0], [1.0], [2.0]]
         with pytest.raises(LLMResponseError):  # three vectors for two texts
             await transport.embed("e", texts[:2])
+
+
+@pytest.mark.parametrize(
+    "items", [[{"index": 0}], [[0.5]]], ids=["no-embedding-field", "item-not-an-object"]
+)
+async def test_malformed_embeddings_are_a_response_error(items: list[Any]) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": items})
+
+    async with (
+        serving(handler, "/v1/embeddings") as url,
+        opened(OpenAITransport(f"{url}/v1")) as transport,
+        asyncio.timeout(LIMIT),
+    ):
+        with pytest.raises(LLMResponseError):
+            await transport.embed("e", ["x"])
 
 
 async def test_probe_finds_openai_at_v1_behind_a_web_page() -> None:

@@ -58,6 +58,8 @@ def openai_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in (options or {}).items():
         name = _RENAMED.get(name, name)
+        if name == "max_tokens" and isinstance(value, int) and value < 0:
+            continue  # Ollama's -1 is "no limit"; OpenAI has no limit unless one is given
         if name in _OPENAI_OPTIONS:
             out[name] = value
     return out
@@ -112,7 +114,14 @@ class _Answer:
         error = data.get("error")
         if error is not None:
             message = error.get("message") if isinstance(error, dict) else error
-            raise LLMStreamError(str(message), url=url)
+            if not isinstance(message, str) or not message.strip():
+                kind = error.get("type") if isinstance(error, dict) else None
+                message = (
+                    f"the server reported an error ({kind})"
+                    if kind
+                    else "the server reported an error"
+                )
+            raise LLMStreamError(message, url=url)
         if isinstance(data.get("model"), str):
             self.model = data["model"]
         usage = data.get("usage")
@@ -248,7 +257,11 @@ class OpenAITransport(HTTPTransport):
             "POST", "/embeddings", {"model": model, "input": list(texts)}, timeout
         )
         items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list) or len(items) != len(texts):
+        if (
+            not isinstance(items, list)
+            or len(items) != len(texts)
+            or not all(isinstance(i, dict) and isinstance(i.get("embedding"), list) for i in items)
+        ):
             raise LLMResponseError("/embeddings gave no embeddings", url=self.base_url)
         ordered = sorted(items, key=lambda item: item.get("index", 0))
         return [item["embedding"] for item in ordered]

@@ -15,6 +15,7 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("analyze", "command", "analyze"),
     ("bench", "command", "bench"),
     ("sandbox", "group", "sandbox"),
+    ("kb", "group", "kb"),
 )
 
 

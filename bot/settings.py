@@ -28,6 +28,7 @@ from bot.options import (
     optional,
     text,
 )
+from bot.personas import Persona, PersonaRule, parse_persona_rules, parse_personas
 from bot.routing import ModelSpec, RoutingSpec, parse_models, parse_routing
 from bot.urls import normalize_llm_url, strip_credentials
 
@@ -229,6 +230,62 @@ class Settings:
         flag="",
         panel=_LLM,
     )
+    context_tokens: int = option(
+        4096,
+        "Tokens a request may hold (system prompt, summary, history, sources, question); older "
+        "turns become a summary beyond it.",
+        number(int, minimum=256),
+        env="BOT_CONTEXT_TOKENS",
+        panel=_HISTORY,
+    )
+    kb: Path | None = option(
+        None,
+        "Knowledge base (botctl kb add) to answer from, citing its sources.",
+        optional(_path),
+        env="BOT_KB",
+        panel=_LLM,
+    )
+    personas: Mapping[str, Persona] = option(
+        dict,
+        "Personas by name ([personas.NAME]: system_prompt, model, options, kb).",
+        parse_personas,
+        flag="",
+        panel=_LLM,
+    )
+    persona_rules: tuple[PersonaRule, ...] = option(
+        (),
+        "Rules switching persona ([[persona_rules]]: channels, channel_name, regex, persona).",
+        parse_persona_rules,
+        flag="",
+        panel=_LLM,
+    )
+    allow_users: tuple[int, ...] = option(
+        (),
+        "Only these users may use the bot.",
+        id_list,
+        env="BOT_ALLOW_USERS",
+        flag="",
+        panel=_DISCORD,
+    )
+    allow_roles: tuple[int, ...] = option(
+        (),
+        "...or members with one of these roles.",
+        id_list,
+        env="BOT_ALLOW_ROLES",
+        flag="",
+        panel=_DISCORD,
+    )
+    allow_channels: tuple[int, ...] = option(
+        (),
+        "Only in these channels (DMs aside).",
+        id_list,
+        env="BOT_ALLOW_CHANNELS",
+        flag="",
+        panel=_DISCORD,
+    )
+    block_users: tuple[int, ...] = option(
+        (), "Never these users.", id_list, env="BOT_BLOCK_USERS", flag="", panel=_DISCORD
+    )
     admins: tuple[int, ...] = option(
         (),
         "User ids allowed /model and /persona besides members with Manage Server.",
@@ -278,6 +335,8 @@ class Settings:
                 value = strip_credentials(value)
             elif f.name == "models":
                 value = {k: strip_credentials(v.url) for k, v in value.items()}
+            elif f.name in ("personas", "persona_rules"):
+                value = sorted(value) if f.name == "personas" else len(value)
             elif f.name == "routing":
                 value = {"default": value.default, "fallback": list(value.fallback)}
             out[f.name] = value
@@ -293,6 +352,14 @@ class Settings:
             if name not in self.models and not (name == self.model and not self.models):
                 known = ", ".join(sorted(self.models)) or "none: add [models.NAME] tables"
                 raise SettingsError(f"routing: no model named {name!r} (models: {known})")
+        for rule in self.persona_rules:
+            if rule.persona not in self.personas:
+                raise SettingsError(f"persona_rules: no persona named {rule.persona!r}")
+        for persona in self.personas.values():
+            if persona.model is not None and persona.model not in self.models:
+                raise SettingsError(
+                    f"personas.{persona.name}.model: no model named {persona.model!r}"
+                )
         for spec in self.models.values():
             if spec.api_key_env and not env.get(spec.api_key_env):
                 raise SettingsError(

@@ -9,7 +9,6 @@ import cProfile
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from botctl.analyze.web import free_port
 from botctl.errors import BotctlError
 from botctl.main import app, main
 
@@ -275,12 +275,6 @@ def test_web_serves_the_profile_and_ctrl_c_stops_it(
     # snakeviz went with it.
     with pytest.raises(OSError):
         urllib.request.urlopen(served.url, timeout=2)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def png_is_not_blank(png: bytes) -> bool:

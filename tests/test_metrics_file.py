@@ -1,4 +1,4 @@
-"""Tests of ``botctl.metrics_file``: parsing, the summary's arithmetic and the ``tail -F`` engine."""
+"""Tests of ``botctl.metrics``: parsing, the summary's arithmetic and the ``tail -F`` engine."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ from typing import Any
 
 import pytest
 
-from botctl.metrics_file import (
-    Follower,
-    Percentiles,
-    default_metrics_path,
-    iter_events,
-    parse_line,
-    percentile,
-    summarize,
-    summarize_file,
-)
+from bot.percentile import percentile
+from botctl.metrics.events import default_metrics_path, iter_events, parse_line
+from botctl.metrics.follow import Follower
+from botctl.metrics.summary import Percentiles, summarize, summarize_file
 
 T0 = 1_750_000_000.0
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from botctl.profiling.launcher import throughput_from_metrics, throughput_from_summary
-from botctl.profiling.modes import catches_signal, default_output, is_botctl_run, memory_prefix
-from botctl.profiling.pyspy import PySpyOptions, build_command, parse_failure
+from botctl.profile.attach import catches_signal, is_botctl_run
+from botctl.profile.pyspy import PySpyOptions, build_command, parse_failure
+from botctl.profile.request import default_output, memory_prefix
+from botctl.profile.throughput import throughput_from_metrics, throughput_from_summary
 
 BOT = [sys.executable, "-m", "botctl"]
 LOAD = ["--rate", "10", "--users", "5", "--channels", "5"]

@@ -1,12 +1,12 @@
 """``botctl analyze FILE.prof``: top functions of a cProfile profile, a diff against a baseline, or
 the profile served with snakeviz.
 
-Only Typer and the standard library are imported here; pstats logic (``botctl.profiles``) and
-rich rendering (``botctl.reporters.analyze``) load inside the command.
+The pstats logic is in ``botctl.analyze``, the rendering in ``botctl.reporters.analyze``.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from enum import StrEnum
@@ -15,6 +15,19 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+
+from botctl.analyze.stats import (
+    ProfileError,
+    as_sort_key,
+    diff_profiles,
+    load_profile,
+    profile_totals,
+    top_functions,
+)
+from botctl.analyze.web import ServeError, SnakevizServer
+from botctl.console import console, err_console, print_json
+from botctl.errors import BotctlError
+from botctl.reporters import analyze as report
 
 
 class Sort(StrEnum):
@@ -74,21 +87,6 @@ def analyze(
     ] = 0,
 ) -> None:
     """Show the top functions of a cProfile profile, or its difference from a baseline."""
-    import re
-
-    from botctl.console import console
-    from botctl.errors import BotctlError
-    from botctl.profiles import (
-        ProfileError,
-        as_sort_key,
-        diff_profiles,
-        load_profile,
-        profile_totals,
-        top_functions,
-    )
-    from botctl.reporters import analyze as report
-    from botctl.reporters.metrics import print_json
-
     if web and (json_output or baseline is not None):
         raise typer.BadParameter(
             "--web serves one profile; use it without --json and --baseline", param_hint="--web"
@@ -133,11 +131,6 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _serve(file: Path, port: int) -> None:
-    from botctl.console import console, err_console
-    from botctl.errors import BotctlError
-    from botctl.profiles import ServeError, SnakevizServer
-    from botctl.reporters.analyze import serving_message
-
     # SIGTERM takes the Ctrl-C path so that snakeviz, in its own session, is not left behind.
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -150,7 +143,7 @@ def _serve(file: Path, port: int) -> None:
                 raise BotctlError(f"{exc}; check that snakeviz is installed") from None
             if port and server.port != port:
                 err_console.print(f"port {port} is taken; snakeviz chose {server.port}")
-            serving_message(console, path=str(file), url=url)
+            report.serving_message(console, path=str(file), url=url)
             status = server.wait()
             raise BotctlError(f"snakeviz stopped by itself (exit status {status})")
     except KeyboardInterrupt:

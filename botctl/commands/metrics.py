@@ -1,8 +1,6 @@
 """``botctl metrics``: the bot's JSON Lines metrics file — ``tail`` (``-f``) and ``summary``.
 
-Only Typer and the standard library are imported here; the reading logic
-(``botctl.metrics_file``) and rich rendering (``botctl.reporters.metrics``) load inside the
-commands.
+The reading is in ``botctl.metrics``, the rendering in ``botctl.reporters.metrics``.
 """
 
 from __future__ import annotations
@@ -10,12 +8,16 @@ from __future__ import annotations
 import os
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from botctl.metrics_file import Event
+from botctl.console import console, err_console
+from botctl.errors import BotctlError
+from botctl.metrics.events import Event, default_metrics_path, iter_lines, parse_line
+from botctl.metrics.follow import Follower
+from botctl.metrics.summary import summarize_file
+from botctl.reporters.metrics import print_event, print_raw_line, print_summary, print_summary_json
 
 app = typer.Typer(
     name="metrics",
@@ -37,20 +39,14 @@ FileArgument = Annotated[
 
 
 def _resolve(file: Path | None) -> Path:
-    from botctl.metrics_file import default_metrics_path
-
     return file if file is not None else default_metrics_path()
 
 
 def _missing(path: Path) -> Exception:
-    from botctl.errors import BotctlError
-
     return BotctlError(f"no metrics file at {path}; run `botctl run` first or pass a FILE")
 
 
 def _check_readable(path: Path) -> None:
-    from botctl.errors import BotctlError
-
     if not path.exists():
         raise _missing(path)
     if path.is_dir():
@@ -91,10 +87,6 @@ def tail(
     ] = False,
 ) -> None:
     """Show the last metrics events as readable lines; [bold]-f[/] keeps following the file."""
-    from botctl.console import console, err_console
-    from botctl.metrics_file import Follower, iter_lines, parse_line
-    from botctl.reporters.metrics import print_event, print_raw_line
-
     path = _resolve(file)
     wanted = frozenset(types or ())
 
@@ -160,10 +152,6 @@ def summary(
     ] = False,
 ) -> None:
     """Counts per event type, LLM and reply latency p50/p95/p99, dedup ratio, history hit rate."""
-    from botctl.console import console
-    from botctl.metrics_file import summarize_file
-    from botctl.reporters.metrics import print_summary, print_summary_json
-
     path = _resolve(file)
     _check_readable(path)
     try:

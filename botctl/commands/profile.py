@@ -1,16 +1,25 @@
 """``botctl profile``: profile the bot with cProfile, py-spy or a memory tracer, or show the guide.
 
-Only Typer and the standard library are imported at module level (``botctl --help`` stays fast);
-the work is in ``botctl.profiling.modes`` and the rendering in ``botctl.reporters.profile``.
+The work is in ``botctl.profile`` (``modes`` runs each one) and the rendering in
+``botctl.reporters.profile``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
+
+from botctl.errors import BotctlError
+from botctl.profile import modes
+from botctl.profile.attach import check_target
+from botctl.profile.memray_backend import require_memray
+from botctl.profile.pyspy import PySpyFormat, PySpyOptions
+from botctl.profile.request import Mode as ModeName
+from botctl.profile.request import ProfileRequest, default_output
+from botctl.reporters.profile import ProfileReporter, print_guide
 
 PYSPY = "py-spy (--mode pyspy)"
 MEMORY = "Memory (--mode memory)"
@@ -147,19 +156,9 @@ def profile(
 
     [dim]botctl profile --mode cprofile --duration 5 -- --rate 20 --users 10[/]
     """
-    from botctl.errors import BotctlError
-
     if mode is Mode.guide:
-        from botctl.reporters.profile import print_guide
-
         print_guide()
         return
-
-    from typing import cast
-
-    from botctl.profiling import modes
-    from botctl.profiling.pyspy import PySpyFormat, PySpyOptions
-    from botctl.reporters.profile import ProfileReporter
 
     args = list(run_args or [])
     pyspy_given = [
@@ -193,19 +192,17 @@ def profile(
                 "drop them or drop --pid"
             )
     if backend is Backend.memray:
-        from botctl.profiling.memray_backend import require_memray
-
         require_memray()
 
     # The enums' values are exactly the Literals the logic is typed with.
-    mode_name = cast(modes.Mode, mode.value)
+    mode_name = cast(ModeName, mode.value)
     chosen_format: PySpyFormat = (fmt or Format.flamegraph).value
     if output is not None and output.is_dir():
         raise BotctlError(f"--output {output} is a directory; give a file path")
-    request = modes.ProfileRequest(
+    request = ProfileRequest(
         mode=mode_name,
         duration=duration,
-        output=output or modes.default_output(mode_name, chosen_format),
+        output=output or default_output(mode_name, chosen_format),
         pid=pid,
         run_args=args,
         pyspy=PySpyOptions(
@@ -219,7 +216,7 @@ def profile(
         backend=(backend or Backend.tracemalloc).value,
         top=top,
     )
-    modes.check_target(request)
+    check_target(request)
     reporter = ProfileReporter()
     reporter.starting(request)
     result = modes.run_profile(request)

@@ -1,1 +1,4 @@
-"""Profiling the bot: in-process hooks (cProfile, tracemalloc) and the py-spy and memray runners."""
+"""Old home of :mod:`botctl.profile`, kept until ``botctl/commands/run.py`` imports the new path.
+
+To remove at merge (with ``botctl/profiling/inprocess.py``).
+"""

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from botctl.profiles import DiffRow, FunctionRow, ProfileTotals, SortKey
+from botctl.analyze.stats import DiffRow, FunctionRow, ProfileTotals, SortKey
 
 _STATUS_STYLES = {"new": "bold yellow", "vanished": "dim", "changed": "", "unchanged": "dim"}
 

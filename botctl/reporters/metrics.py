@@ -18,7 +18,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from botctl.metrics_file import Event, MetricsSummary, Percentiles
+from botctl.console import print_json
+from botctl.metrics.events import Event
+from botctl.metrics.summary import MetricsSummary, Percentiles
 
 TYPE_STYLES: dict[str, str] = {
     "message": "cyan",
@@ -99,11 +101,6 @@ def print_event(console: Console, event: Event) -> None:
 def print_raw_line(line: bytes) -> None:
     """A line exactly as it is in the file (bytes, not re-encoded), then a newline, flushed."""
     typer.echo(line)
-
-
-def print_json(data: Any) -> None:
-    """One JSON document on stdout, and nothing else."""
-    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,10 +18,11 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from botctl.analyze.stats import ProfileError, load_profile, profile_totals, top_functions
 from botctl.console import console, err_console
 from botctl.errors import BotctlError
-from botctl.profiling.inprocess import format_size
-from botctl.profiling.modes import ProfileRequest, ProfileResult, memory_prefix
+from botctl.profile.request import ProfileRequest, ProfileResult, memory_prefix
+from botctl.profile.shared import format_size
 from botctl.reporters.analyze import short_path, top_table
 
 _WHAT = {
@@ -34,13 +35,13 @@ _WHAT = {
 def guide_text() -> str:
     try:
         return (
-            importlib.resources.files("botctl.profiling")
+            importlib.resources.files("botctl.profile")
             .joinpath("guide.md")
             .read_text(encoding="utf-8")
         )
     except OSError:
         raise BotctlError(
-            "the profiling guide (botctl/profiling/guide.md) is missing from this installation; "
+            "the profiling guide (botctl/profile/guide.md) is missing from this installation; "
             "reinstall botctl"
         ) from None
 
@@ -140,8 +141,6 @@ class ProfileReporter:
             console.print(result.bot.summary_text, markup=False, highlight=False)
 
     def _cprofile(self, result: ProfileResult) -> None:
-        from botctl.profiles import ProfileError, load_profile, profile_totals, top_functions
-
         path = result.primary
         try:
             stats = load_profile(path)

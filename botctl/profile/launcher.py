@@ -14,7 +14,6 @@ terminal, where its errors belong.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -27,7 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from botctl.console import err_console
 from botctl.errors import BotctlError
+from botctl.profile.throughput import Throughput, throughput_from_metrics, throughput_from_summary
 
 BANNER_PREFIX = "botctl run"
 STARTUP_TIMEOUT = 90.0
@@ -36,8 +39,6 @@ KILL_WAIT = 5.0
 POLL = 0.1
 
 _METRICS_LINE = re.compile(r"^\s*metrics\s*:\s*(?P<path>\S.*?)\s*$")
-_MESSAGES_ROW = re.compile(r"\bmessages\b\W+(?P<count>\d+)\s+\((?P<rate>[\d.]+)/s\)")
-_REPLIES_ROW = re.compile(r"\breplies\b\W+(?P<count>\d+)\s+\((?P<errors>\d+) errors\)")
 _TABLE_CHARS = frozenset("+|-=" + "".join(chr(c) for c in range(0x2500, 0x2580)))
 _SUMMARY_TITLE = re.compile(r"Summary \((?P<elapsed>[\d.]+) s\)")
 
@@ -57,24 +58,6 @@ def read_peak_rss_kib(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
-
-
-@dataclass(slots=True)
-class Throughput:
-    """How much the bot answered while profiled: the profiler's cost shows here."""
-
-    messages: int
-    replies: int
-    window_s: float
-    source: str
-
-    @property
-    def replies_per_s(self) -> float:
-        return self.replies / self.window_s if self.window_s > 0 else 0.0
-
-    @property
-    def messages_per_s(self) -> float:
-        return self.messages / self.window_s if self.window_s > 0 else 0.0
 
 
 @dataclass(slots=True)
@@ -117,55 +100,6 @@ class BotExit:
         return throughput_from_summary(self.stdout)
 
 
-def throughput_from_metrics(path: Path, since: float) -> Throughput | None:
-    """Replies per second while the traffic flowed (first to last message at or after ``since``).
-
-    Replies after the last message are left out: they are the queue draining at the stop, and
-    would make a saturated bot look faster than it is.
-    """
-    message_ts: list[float] = []
-    reply_ts: list[float] = []
-    try:
-        with open(path, "rb") as f:
-            for raw in f:
-                try:
-                    event = json.loads(raw)
-                    ts = float(event["ts"])
-                    kind = event["type"]
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if ts < since:
-                    continue
-                if kind == "message":
-                    message_ts.append(ts)
-                elif kind == "reply":
-                    reply_ts.append(ts)
-    except OSError:
-        return None
-    if len(message_ts) < 2:
-        return None
-    first, last = min(message_ts), max(message_ts)
-    if last <= first:
-        return None
-    replies = sum(1 for ts in reply_ts if first <= ts <= last)
-    return Throughput(len(message_ts), replies, last - first, f"metrics file {path}")
-
-
-def throughput_from_summary(stdout: str) -> Throughput | None:
-    """The ``messages``/``replies`` rows of ``botctl run``'s summary (start-up included)."""
-    title = _SUMMARY_TITLE.search(stdout)
-    messages = _MESSAGES_ROW.search(stdout)
-    if title is None or messages is None:
-        return None
-    replies = _REPLIES_ROW.search(stdout)
-    return Throughput(
-        messages=int(messages["count"]),
-        replies=int(replies["count"]) if replies else 0,
-        window_s=float(title["elapsed"]),
-        source="the bot's summary (start-up included)",
-    )
-
-
 @dataclass(slots=True)
 class Countdown:
     elapsed_s: float
@@ -182,10 +116,6 @@ def countdown(
 ) -> Countdown:
     """Wait ``duration`` s with a progress bar on stderr; early when ``alive()`` turns false or
     on Ctrl-C (which is then swallowed: the caller stops the bot in order)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from botctl.console import err_console
-
     started = time.monotonic()
     interrupted = ended_early = False
     progress = Progress(
@@ -399,8 +329,6 @@ class LaunchedBot:
             self._reader.join(timeout=KILL_WAIT)
 
     def _echo_output(self) -> None:
-        from botctl.console import err_console
-
         text = self.stdout().rstrip()
         if text:
             err_console.print(text, markup=False, highlight=False)

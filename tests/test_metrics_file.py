@@ -12,11 +12,25 @@ from typing import Any
 import pytest
 
 from bot.percentile import percentile
-from botctl.metrics.events import default_metrics_path, iter_events, parse_line
+from botctl.metrics.events import (
+    default_metrics_path,
+    parse_line,
+    read_files,
+    read_records,
+    select_runs,
+)
 from botctl.metrics.follow import Follower
-from botctl.metrics.summary import Percentiles, summarize, summarize_file
+from botctl.metrics.summary import MetricsSummary, Percentiles, summarize, summarize_selection
 
 T0 = 1_750_000_000.0
+
+
+def summarize_file(path: Path) -> MetricsSummary:
+    """Every run of one file, as `botctl metrics summary FILE --all` reads it."""
+    reading = read_files([path])
+    return summarize_selection(
+        select_runs(reading, everything=True), files=[str(path)], skipped=reading.skipped
+    )
 
 
 def line(event: dict[str, Any]) -> bytes:
@@ -108,6 +122,7 @@ def test_summary_of_a_known_file_with_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     write_file(path, known_events(), tail=b'{"ts": 1750000099.0, "type": "mess')
     summary = summarize_file(path)
+    assert summary.path == str(path)
 
     assert summary.counts == {
         "command": 1,
@@ -150,10 +165,10 @@ def test_invalid_lines_anywhere_are_skipped_and_counted(tmp_path: Path) -> None:
         b"\n"
         b'{"ts": 4, "type": "reply", "latency_ms": 9}'  # complete, newline not yet written
     )
-    stream = iter_events(path)
-    events = list(stream)
-    assert [e["ts"] for e in events] == [1, 2, 4]
-    assert stream.torn == 2
+    records, skipped = read_records(path)
+    assert [r.event["ts"] for r in records] == [1, 2, 4]
+    assert [r.raw for r in records][1] == b'{"ts": 2, "type": "reply", "latency_ms": 5}'
+    assert skipped == 2
 
 
 def test_summary_of_nothing() -> None:

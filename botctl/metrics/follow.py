@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -106,19 +106,10 @@ class Follower:
         Ends when ``stop`` is set, or after ``idle_timeout`` seconds without a new line (for tests
         and scripts); Ctrl-C surfaces as ``KeyboardInterrupt`` from the sleep.
         """
-        idle_since = time.monotonic()
-        while stop is None or not stop.is_set():
-            lines = self.poll()
-            if lines:
-                idle_since = time.monotonic()
-                yield from lines
-                continue
-            if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
-                return
-            if stop is not None:
-                stop.wait(self.poll_interval)
-            else:
-                time.sleep(self.poll_interval)
+        for _index, line in follow_many(
+            [self], stop, idle_timeout=idle_timeout, poll_interval=self.poll_interval
+        ):
+            yield line
 
     def _try_open(self) -> _Open | None:
         try:
@@ -148,3 +139,30 @@ class Follower:
             current.partial = pieces.pop()
             lines.extend(piece for piece in pieces if piece.strip())
         return lines
+
+
+def follow_many(
+    followers: Sequence[Follower],
+    stop: threading.Event | None = None,
+    *,
+    idle_timeout: float | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+) -> Iterator[tuple[int, bytes]]:
+    """:meth:`Follower.follow` over several files: ``(index of the file, line)`` as lines land.
+
+    Each pass polls every file in turn, so lines of one file keep their order and lines of two
+    files come in the order their batches landed (within one poll interval).
+    """
+    idle_since = time.monotonic()
+    while stop is None or not stop.is_set():
+        got = [(index, line) for index, f in enumerate(followers) for line in f.poll()]
+        if got:
+            idle_since = time.monotonic()
+            yield from got
+            continue
+        if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+            return
+        if stop is not None:
+            stop.wait(poll_interval)
+        else:
+            time.sleep(poll_interval)

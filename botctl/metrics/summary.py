@@ -1,20 +1,22 @@
 """``botctl metrics summary`` as numbers: counts per type, latency percentiles, dedup, batching.
 
-:func:`summarize` reduces events to a :class:`MetricsSummary`; ``botctl.reporters.metrics`` renders
-it as tables or JSON.
+:func:`summarize` reduces the events of the runs chosen (:func:`~botctl.metrics.events.select_runs`)
+to a :class:`MetricsSummary`; ``botctl.reporters.metrics`` renders it as tables or JSON.
+
+A run's figures are its own: counts and percentiles come from its events, and the running totals
+(flushes, events written, history hits) from its LAST ``stats`` event, which the bot writes after
+its final flush. Several runs (``--all``, or one file per process) add their totals up.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from botctl.metrics.events import Event, iter_events
+from botctl.metrics.events import Event, Record, Selection, number
 
 
 def nearest_rank(sorted_values: list[float], q: float) -> float | None:
@@ -68,7 +70,15 @@ class MetricsSummary:
     llm_errors: dict[str, int]
     first_ts: float | None
     last_ts: float | None
-    path: str | None = None
+    files: list[str] = field(default_factory=list)
+    runs: list[str | None] = field(default_factory=list)
+    runs_in_files: int = 0
+    everything: bool = False
+    shards: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str | None:
+        return self.files[0] if len(self.files) == 1 else None
 
     @property
     def span_s(self) -> float | None:
@@ -79,9 +89,14 @@ class MetricsSummary:
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
+            "files": list(self.files),
+            "runs": list(self.runs),
+            "runs_in_files": self.runs_in_files,
+            "all_runs": self.everything,
             "events": self.events,
             "torn_lines": self.torn_lines,
             "counts": dict(self.counts),
+            "shards": {key: dict(value) for key, value in self.shards.items()},
             "llm_latency_ms": self.llm_latency_ms.to_json(),
             "reply_latency_ms": self.reply_latency_ms.to_json(),
             "llm_calls": {"upstream": self.llm_calls_upstream, "saved": self.llm_calls_saved},
@@ -97,51 +112,97 @@ class MetricsSummary:
         }
 
 
-def _number(value: Any) -> float | None:
-    # bool is an int subclass; a True latency is a bug upstream, not a 1 ms call.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _int(value: Any) -> int | None:
-    number = _number(value)
-    return None if number is None else int(number)
+    found = number(value)
+    return None if found is None else int(found)
+
+
+def shard_label(event: Event) -> str | None:
+    """The ``shard`` field (a list of shard ids, or one id) as a key such as ``"0,1"``."""
+    shard = event.get("shard")
+    if isinstance(shard, list) and shard:
+        return ",".join(str(s) for s in shard)
+    if isinstance(shard, int | str) and not isinstance(shard, bool):
+        return str(shard)
+    return None
 
 
 # The batch statistics' name for "events written" is owned by bot.metrics; accept the likely ones.
 _WRITTEN_KEYS = ("events_written", "written", "total_written", "total_events")
 
 
-def summarize(events: Iterable[Event], *, torn_lines: int = 0) -> MetricsSummary:
-    """Reduce events to a :class:`MetricsSummary` in one pass.
+@dataclass
+class _Totals:
+    """The running totals of several runs' last ``stats`` events, added up."""
+
+    flushes: int | None = None
+    written: int | None = None
+    hits: int = 0
+    lookups: int = 0
+    rates: list[float] = field(default_factory=list)
+
+    def add(self, stats: Event) -> None:
+        batch = stats.get("batch")
+        if isinstance(batch, dict):
+            flushes = _int(batch.get("flushes"))
+            if flushes is not None:
+                self.flushes = (self.flushes or 0) + flushes
+            written = next(
+                (w for w in (_int(batch.get(k)) for k in _WRITTEN_KEYS) if w is not None), None
+            )
+            if written is not None:
+                self.written = (self.written or 0) + written
+        history = stats.get("history")
+        if isinstance(history, dict):
+            hits, misses = _int(history.get("hits")), _int(history.get("misses"))
+            if hits is not None and misses is not None:
+                self.hits += hits
+                self.lookups += hits + misses
+            rate = number(history.get("hit_rate"))
+            if rate is not None:
+                self.rates.append(rate)
+
+    @property
+    def hit_rate(self) -> float | None:
+        if self.lookups:
+            return self.hits * 100.0 / self.lookups
+        if self.rates:
+            return sum(self.rates) / len(self.rates)
+        return None
+
+
+def summarize(records: Iterable[Record], *, torn_lines: int = 0) -> MetricsSummary:
+    """Reduce records to a :class:`MetricsSummary` in one pass.
 
     Upstream LLM calls are ``llm_call`` events with ``dedup`` ``leader`` or ``off``; saved ones
-    have ``follower`` or ``window``; the dedup ratio is saved / all ``llm_call`` events. History
-    hit rate, flushes and events written come from the last ``stats`` event (running totals).
-    Percentiles use the nearest-rank method (see :func:`percentile`).
+    have ``follower`` or ``window``; the dedup ratio is saved / all ``llm_call`` events.
+    Percentiles use the nearest-rank method.
     """
     counts: Counter[str] = Counter()
+    shards: dict[str, Counter[str]] = {}
     errors: Counter[str] = Counter()
     llm_errors: Counter[str] = Counter()
     llm_latencies: list[float] = []
     reply_latencies: list[float] = []
     upstream = saved = 0
-    last_stats: Event | None = None
+    last_stats: dict[tuple[int, str | None], Event] = {}
     first_ts: float | None = None
     last_ts: float | None = None
 
-    for event in events:
+    for record in records:
+        event = record.event
         kind = event["type"]
         counts[kind] += 1
-        ts = _number(event.get("ts"))
+        shard = shard_label(event)
+        if shard is not None:
+            shards.setdefault(shard, Counter())[kind] += 1
+        ts = record.ts
         if ts is not None:
             # Batches from concurrent tasks may land slightly out of order: take min/max.
             first_ts = ts if first_ts is None else min(first_ts, ts)
             last_ts = ts if last_ts is None else max(last_ts, ts)
         if kind == "llm_call":
-            latency = _number(event.get("latency_ms"))
+            latency = number(event.get("latency_ms"))
             if latency is not None:
                 llm_latencies.append(latency)
             mode = event.get("dedup")
@@ -152,29 +213,17 @@ def summarize(events: Iterable[Event], *, torn_lines: int = 0) -> MetricsSummary
             if event.get("status") == "error":
                 llm_errors[str(event.get("error") or "unknown")] += 1
         elif kind == "reply":
-            latency = _number(event.get("latency_ms"))
+            latency = number(event.get("latency_ms"))
             if latency is not None:
                 reply_latencies.append(latency)
         elif kind == "error":
             errors[str(event.get("error") or "unknown")] += 1
         elif kind == "stats":
-            last_stats = event
+            last_stats[(record.file, record.run)] = event
 
-    hit_rate: float | None = None
-    flushes: int | None = None
-    written: int | None = None
-    if last_stats is not None:
-        history = last_stats.get("history")
-        if isinstance(history, dict):
-            hit_rate = _number(history.get("hit_rate"))
-        batch = last_stats.get("batch")
-        if isinstance(batch, dict):
-            flushes = _int(batch.get("flushes"))
-            for key in _WRITTEN_KEYS:
-                written = _int(batch.get(key))
-                if written is not None:
-                    break
-
+    totals = _Totals()
+    for stats in last_stats.values():
+        totals.add(stats)
     llm_total = counts["llm_call"]
     return MetricsSummary(
         events=sum(counts.values()),
@@ -185,18 +234,23 @@ def summarize(events: Iterable[Event], *, torn_lines: int = 0) -> MetricsSummary
         llm_calls_upstream=upstream,
         llm_calls_saved=saved,
         dedup_ratio=(saved / llm_total) if llm_total else None,
-        history_hit_rate=hit_rate,
-        flushes=flushes,
-        events_written=written,
+        history_hit_rate=totals.hit_rate,
+        flushes=totals.flushes,
+        events_written=totals.written,
         errors=dict(errors.most_common()),
         llm_errors=dict(llm_errors.most_common()),
         first_ts=first_ts,
         last_ts=last_ts,
+        shards={key: dict(sorted(value.items())) for key, value in sorted(shards.items())},
     )
 
 
-def summarize_file(path: str | os.PathLike[str]) -> MetricsSummary:
-    """:func:`summarize` over a file, with its torn lines counted. Raises ``FileNotFoundError``."""
-    stream = iter_events(path)
-    summary = summarize(stream)
-    return dataclasses.replace(summary, torn_lines=stream.torn, path=str(path))
+def summarize_selection(selection: Selection, *, files: list[str], skipped: int) -> MetricsSummary:
+    """:func:`summarize` over the runs chosen, with where they came from."""
+    return dataclasses.replace(
+        summarize(selection.records, torn_lines=skipped),
+        files=files,
+        runs=selection.run_ids,
+        runs_in_files=selection.runs_in_files,
+        everything=selection.everything,
+    )

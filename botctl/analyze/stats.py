@@ -12,7 +12,10 @@ import os
 import pstats
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal, cast
+
+from botctl.errors import BotctlError
 
 SortKey = Literal["cumulative", "tottime", "ncalls"]
 SORT_KEYS: tuple[SortKey, ...] = ("cumulative", "tottime", "ncalls")
@@ -21,6 +24,10 @@ DiffStatus = Literal["new", "vanished", "changed", "unchanged"]
 # pstats' raw table: (file, line, function) -> (primitive calls, calls, tottime, cumtime, callers)
 _Key = tuple[str, int, str]
 _Entry = tuple[int, int, float, float, dict[Any, Any]]
+
+
+# Where `botctl profile --mode cprofile` writes by default, as cprofile-YYYYmmdd-HHMMSS.prof.
+DEFAULT_FOLDER = Path("profiles")
 
 
 class ProfileError(Exception):
@@ -314,3 +321,14 @@ def diff_profiles(
     rows.sort(key=lambda r: (r.file, r.function))
     rows.sort(key=measures, reverse=True)
     return rows[:limit] if limit else rows
+
+
+def latest_profile(folder: Path = DEFAULT_FOLDER) -> Path:
+    """The newest ``cprofile-*.prof`` in ``folder`` (by modification time, then name)."""
+    found = [path for path in folder.glob("cprofile-*.prof") if path.is_file()]
+    if not found:
+        raise BotctlError(
+            f"no {folder / 'cprofile-*.prof'} here; run `botctl profile --mode cprofile` first "
+            "or pass FILE.prof"
+        )
+    return max(found, key=lambda path: (path.stat().st_mtime, path.name))

@@ -7,19 +7,18 @@ The pstats logic is in ``botctl.analyze``, the rendering in ``botctl.reporters.a
 from __future__ import annotations
 
 import re
-import signal
-import threading
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 
 from botctl.analyze.stats import (
+    DEFAULT_FOLDER,
     ProfileError,
     as_sort_key,
     diff_profiles,
+    latest_profile,
     load_profile,
     profile_totals,
     top_functions,
@@ -27,6 +26,7 @@ from botctl.analyze.stats import (
 from botctl.analyze.web import ServeError, SnakevizServer
 from botctl.console import console, err_console, print_json
 from botctl.errors import BotctlError
+from botctl.interrupts import signals_interrupt
 from botctl.reporters import analyze as report
 
 
@@ -38,13 +38,21 @@ class Sort(StrEnum):
 
 def analyze(
     file: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="A pstats profile (.prof), e.g. from [bold]botctl profile --mode cprofile[/].",
             show_default=False,
             metavar="FILE.prof",
         ),
-    ],
+    ] = None,
+    latest: Annotated[
+        bool,
+        typer.Option(
+            "--latest",
+            help="The newest profiles/cprofile-*.prof (what `botctl profile --mode cprofile` "
+            "wrote last), instead of FILE.",
+        ),
+    ] = False,
     sort: Annotated[
         Sort,
         typer.Option("--sort", "-s", help="Order by cumulative time, own time or call count."),
@@ -86,7 +94,16 @@ def analyze(
         typer.Option("--port", "-p", min=0, max=65535, help="Port for --web (0: a free one)."),
     ] = 0,
 ) -> None:
-    """Show the top functions of a cProfile profile, or its difference from a baseline."""
+    """Show the top functions of a cProfile profile, or its difference from a baseline.
+
+    [dim]botctl analyze --latest --filter bot/ --sort tottime[/]
+    """
+    if latest == (file is not None):
+        raise typer.BadParameter(
+            "give FILE.prof or --latest (one of them)", param_hint="FILE.prof / --latest"
+        )
+    if file is None:
+        file = latest_profile(DEFAULT_FOLDER)
     if web and (json_output or baseline is not None):
         raise typer.BadParameter(
             "--web serves one profile; use it without --json and --baseline", param_hint="--web"
@@ -126,17 +143,10 @@ def analyze(
         report.print_top(console, rows, path=path, totals=totals, sort=sort_key)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def _serve(file: Path, port: int) -> None:
     # SIGTERM takes the Ctrl-C path so that snakeviz, in its own session, is not left behind.
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with SnakevizServer(file, port=port) as server:
+        with signals_interrupt(), SnakevizServer(file, port=port) as server:
             try:
                 url = server.start()
             except ServeError as exc:
@@ -148,6 +158,3 @@ def _serve(file: Path, port: int) -> None:
             raise BotctlError(f"snakeviz stopped by itself (exit status {status})")
     except KeyboardInterrupt:
         return
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)

@@ -12,13 +12,20 @@ from typing import Annotated, cast
 
 import typer
 
+from botctl.console import err_console
 from botctl.errors import BotctlError
+from botctl.interrupts import signals_interrupt
 from botctl.profile import modes
 from botctl.profile.attach import check_target
 from botctl.profile.memray_backend import require_memray
 from botctl.profile.pyspy import PySpyFormat, PySpyOptions
 from botctl.profile.request import Mode as ModeName
-from botctl.profile.request import ProfileRequest, default_output
+from botctl.profile.request import (
+    ProfileRequest,
+    check_output,
+    default_output,
+    files_written,
+)
 from botctl.reporters.profile import ProfileReporter, print_guide
 
 PYSPY = "py-spy (--mode pyspy)"
@@ -49,6 +56,7 @@ def profile(
         typer.Option(
             "--mode",
             "-m",
+            metavar="MODE",
             help="cprofile: exact calls and times; pyspy: sampled, where the time goes; "
             "memory: allocations over the run; guide: which to choose and how to read them.",
             show_default=False,
@@ -71,8 +79,8 @@ def profile(
         typer.Option(
             "--output",
             "-o",
-            help="Where to write \\[default: profiles/<mode>-<YYYYmmdd-HHMMSS>.<ext>]; for memory, "
-            "a prefix for .txt and .json. A missing folder is made.",
+            help="Where to write; for memory, a prefix for .txt and .json. A missing folder is "
+            "made. \\[default: MODE-DATE-TIME.EXT under profiles/]",
             show_default=False,
         ),
     ] = None,
@@ -94,15 +102,16 @@ def profile(
         typer.Option(
             "--format",
             "-f",
-            help="Output of py-spy \\[default: flamegraph].",
+            metavar="FORMAT",
+            help="Output of py-spy: flamegraph, speedscope or raw \\[default: flamegraph].",
             rich_help_panel=PYSPY,
             show_default=False,
         ),
     ] = None,
-    rate: Annotated[
+    sample_rate: Annotated[
         int | None,
         typer.Option(
-            "--rate",
+            "--sample-rate",
             "-r",
             min=1,
             max=10000,
@@ -110,6 +119,10 @@ def profile(
             rich_help_panel=PYSPY,
             show_default=False,
         ),
+    ] = None,
+    old_rate: Annotated[
+        int | None,
+        typer.Option("--rate", min=1, max=10000, hidden=True, help="Old name of --sample-rate."),
     ] = None,
     gil: Annotated[
         bool | None,
@@ -145,6 +158,7 @@ def profile(
         Backend | None,
         typer.Option(
             "--backend",
+            metavar="BACKEND",
             help="tracemalloc (built in) or memray (when installed) \\[default: tracemalloc].",
             rich_help_panel=MEMORY,
             show_default=False,
@@ -161,11 +175,21 @@ def profile(
         return
 
     args = list(run_args or [])
+    if old_rate is not None:
+        if sample_rate is not None:
+            raise BotctlError("--rate is the old name of --sample-rate: give one of them")
+        err_console.print(
+            "note: --rate is now --sample-rate (samples per second); --rate goes in a later "
+            "release",
+            style="yellow",
+            highlight=False,
+        )
+        sample_rate = old_rate
     pyspy_given = [
         name
         for name, given in (
             ("--format", fmt is not None),
-            ("--rate", rate is not None),
+            ("--sample-rate", sample_rate is not None),
             ("--gil/--no-gil", gil is not None),
             ("--idle", idle),
             ("--nonblocking", nonblocking),
@@ -197,8 +221,6 @@ def profile(
     # The enums' values are exactly the Literals the logic is typed with.
     mode_name = cast(ModeName, mode.value)
     chosen_format: PySpyFormat = (fmt or Format.flamegraph).value
-    if output is not None and output.is_dir():
-        raise BotctlError(f"--output {output} is a directory; give a file path")
     request = ProfileRequest(
         mode=mode_name,
         duration=duration,
@@ -207,7 +229,7 @@ def profile(
         run_args=args,
         pyspy=PySpyOptions(
             format=chosen_format,
-            rate=rate or 100,
+            rate=sample_rate or 100,
             gil=True if gil is None else gil,
             idle=idle,
             nonblocking=nonblocking,
@@ -217,7 +239,12 @@ def profile(
         top=top,
     )
     check_target(request)
+    for path in files_written(request):
+        check_output(path)
     reporter = ProfileReporter()
     reporter.starting(request)
-    result = modes.run_profile(request)
+    # SIGTERM and SIGHUP (timeout, CI, a closed terminal) stop the bot in order as Ctrl-C does,
+    # and keep what was profiled: the command then ends as after Ctrl-C, with exit code 0.
+    with signals_interrupt():
+        result = modes.run_profile(request)
     reporter.result(result)

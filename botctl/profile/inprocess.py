@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 from botctl.profile.on_demand import ON_DEMAND_SIGNAL, OnDemandCProfile
-from botctl.profile.shared import dump_stats_atomic, warn
+from botctl.profile.shared import dump_stats_atomic, report_failure, warn
 from botctl.profile.tracemalloc_session import MEMORY_BASELINE_SIGNAL, MemorySession
 
 CPROFILE_ENV = "BOTCTL_PROFILE_CPROFILE"
@@ -130,12 +130,19 @@ def profiling_session() -> Iterator[None]:
             signal.signal(ON_DEMAND_SIGNAL, previous_usr1)
         if previous_usr2 is not None:
             signal.signal(MEMORY_BASELINE_SIGNAL, previous_usr2)
+        # Each write may fail (a full disk, a folder gone): said, never a traceback at the exit.
         if whole_run is not None and cprofile_out:
-            dump_stats_atomic(whole_run, Path(cprofile_out))
+            try:
+                dump_stats_atomic(whole_run, Path(cprofile_out))
+            except Exception as exc:
+                report_failure("cProfile profile", exc)
         if on_demand.active:
             try:
                 on_demand.stop()
             except Exception as exc:
-                warn(f"the on-demand profile was not written: {exc}")
+                report_failure("on-demand cProfile profile", exc)
         if memory is not None:
-            memory.finish("after the bot stopped (what it held was freed)")
+            try:
+                memory.finish("after the bot stopped (what it held was freed)")
+            except Exception as exc:
+                report_failure("tracemalloc report", exc)

@@ -30,7 +30,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from botctl.console import err_console
 from botctl.errors import BotctlError
-from botctl.profile.throughput import Throughput, throughput_from_metrics, throughput_from_summary
+from botctl.interrupts import Interrupts
+from botctl.profile.shared import FAILURE_PREFIX
+from botctl.profile.throughput import SUMMARY_TITLE, Throughput, throughput
 
 BANNER_PREFIX = "botctl run"
 STARTUP_TIMEOUT = 90.0
@@ -40,7 +42,6 @@ POLL = 0.1
 
 _METRICS_LINE = re.compile(r"^\s*metrics\s*:\s*(?P<path>\S.*?)\s*$")
 _TABLE_CHARS = frozenset("+|-=" + "".join(chr(c) for c in range(0x2500, 0x2580)))
-_SUMMARY_TITLE = re.compile(r"Summary \((?P<elapsed>[\d.]+) s\)")
 
 
 def bot_command(run_args: Sequence[str], python: str = sys.executable) -> list[str]:
@@ -75,13 +76,14 @@ class BotExit:
     metrics_file: Path | None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     @property
     def summary_text(self) -> str:
         """The bot's own summary table (from its title line on), or ``""``."""
         lines = self.stdout.splitlines()
         for i, line in enumerate(lines):
-            if _SUMMARY_TITLE.search(line):
+            if SUMMARY_TITLE.search(line):
                 table = [line]
                 # The table ends at its last border; a wrapper (memray) may print after it.
                 for row in lines[i + 1 :]:
@@ -92,12 +94,8 @@ class BotExit:
         return ""
 
     def throughput(self) -> Throughput | None:
-        """From the metrics file's events of this run, else from the bot's summary table."""
-        if self.metrics_file is not None:
-            found = throughput_from_metrics(self.metrics_file, since=self.launched_at)
-            if found is not None:
-                return found
-        return throughput_from_summary(self.stdout)
+        """Counts from the bot's summary, the rate from this run's metrics events."""
+        return throughput(self.stdout, self.metrics_file, since=self.launched_at)
 
 
 @dataclass(slots=True)
@@ -164,6 +162,7 @@ class LaunchedBot:
         self.up_at: float | None = None
         self.peak_rss_kib: int | None = None
         self.metrics_file: Path | None = None
+        self.failures: list[str] = []  # profiles the bot said it could not write
         self._process: subprocess.Popen[str] | None = None
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -236,6 +235,8 @@ class LaunchedBot:
                     self._banner.set()
                 if self.metrics_file is None and (match := _METRICS_LINE.match(line)):
                     self.metrics_file = Path(match["path"])
+                if stripped.startswith(FAILURE_PREFIX):
+                    self.failures.append(stripped.removeprefix(FAILURE_PREFIX))
 
     def stdout(self) -> str:
         with self._lock:
@@ -293,13 +294,15 @@ class LaunchedBot:
                 self.sample_rss()  # writing a profile can grow the bot at the very end
                 time.sleep(POLL)
         except KeyboardInterrupt:
-            notes.append("stop interrupted by Ctrl-C")
+            # A second Ctrl-C (or SIGTERM) while the bot stops: the user will not wait more.
+            notes.append(f"{Interrupts.describe()} during the stop: the bot was not waited for")
         if self._process.poll() is None:
             self._kill_group()
             killed = True
             notes.append(
-                f"the bot did not stop within {self.stop_timeout:.0f} s of SIGTERM; its process "
-                "group was killed (SIGKILL), so what it had not written is lost"
+                f"the bot did not stop within {self.stop_timeout:.0f} s of SIGTERM, or was "
+                "not waited for; its process group was killed (SIGKILL), so what it had not "
+                "written is lost"
             )
         self._finish_reader()
         self._exit = BotExit(
@@ -314,6 +317,7 @@ class LaunchedBot:
             metrics_file=self.metrics_file,
             interrupted=interrupted,
             notes=notes,
+            failures=list(self.failures),
         )
         return self._exit
 

@@ -9,15 +9,16 @@ cProfile is toggled inside the bot with two SIGUSR1 and a request file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from botctl.console import err_console
 from botctl.errors import BotctlError
+from botctl.interrupts import Interrupts
 from botctl.profile import inprocess, memray_backend, pyspy
 from botctl.profile.attach import check_pid, cprofile_attach, process_alive
 from botctl.profile.launcher import BotExit, LaunchedBot, bot_command, countdown
@@ -28,18 +29,6 @@ from botctl.profile.tracemalloc_session import MEMORY_BASELINE_SIGNAL
 # imported and the gateway connected after the banner, and those allocations are not growth.
 MEMORY_WARMUP_S = 4.0
 REPORT_TIMEOUT = 120.0  # diffing two snapshots of 10-frame tracebacks is slow on a big heap
-
-
-# --------------------------------------------------------------------------------------------------
-# Paths
-
-
-# --------------------------------------------------------------------------------------------------
-# Targets given by --pid
-
-
-# --------------------------------------------------------------------------------------------------
-# Modes
 
 
 def run_profile(request: ProfileRequest) -> ProfileResult:
@@ -61,16 +50,30 @@ def _launch(
 ) -> BotExit:
     """Start the bot, wait until it is up, count ``duration`` down, stop it in order."""
     with LaunchedBot(bot_command(request.run_args), env=env) as bot:
-        bot.start()
-        bot.wait_until_up()
+        _start(bot)
         shown = countdown(request.duration, description, alive=bot.alive, tick=bot.sample_rss)
         return bot.stop(interrupted=shown.interrupted)
+
+
+def _start(bot: LaunchedBot) -> None:
+    """Start the bot and wait until it is up; interrupted meanwhile, there is nothing to keep."""
+    bot.start()
+    try:
+        bot.wait_until_up()
+    except KeyboardInterrupt:
+        bot.stop(interrupted=True)
+        raise BotctlError(
+            f"{Interrupts.describe()} before the bot was up: it was stopped, nothing was profiled"
+        ) from None
 
 
 def _exit_notes(ended: BotExit, duration: float) -> list[str]:
     notes = list(ended.notes)
     if ended.interrupted:
-        notes.append(f"interrupted after {ended.profiled_s:.1f} s; the bot was stopped in order")
+        notes.append(
+            f"{Interrupts.describe()} after {ended.profiled_s:.1f} s: the bot was stopped in "
+            "order and what was profiled is kept"
+        )
     elif ended.profiled_s + 0.5 < duration:
         notes.append(f"the bot stopped by itself after {ended.profiled_s:.1f} s")
     if ended.returncode not in (0, None) and not ended.killed:
@@ -79,13 +82,16 @@ def _exit_notes(ended: BotExit, duration: float) -> list[str]:
 
 
 def _missing(what: Path, ended: BotExit) -> BotctlError:
+    if ended.failures:
+        return BotctlError(
+            f"the bot could not write {what} ({ended.failures[0]}); pick a writable --output"
+        )
     how = "was killed" if ended.killed else f"exited with code {ended.returncode}"
     return BotctlError(f"the bot wrote no {what} (it {how}); see its output above")
 
 
 def cprofile_launch(request: ProfileRequest) -> ProfileResult:
     output = request.output.resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
     ended = _launch(request, "cProfile", env={inprocess.CPROFILE_ENV: str(output)})
     if not fresh(output, ended.launched_at):
         raise _missing(output, ended)
@@ -101,18 +107,17 @@ def cprofile_launch(request: ProfileRequest) -> ProfileResult:
     )
 
 
-def _await_file(
-    path: Path, since: float, alive: Callable[[], bool], timeout: float, tick: Callable[[], None]
-) -> bool:
-    """Wait (bounded) until ``path`` is written by this run or the process is gone."""
+def _await_report(path: Path, bot: LaunchedBot, timeout: float) -> bool:
+    """Wait (bounded) until the bot writes ``path``, says it cannot, or is gone; a Ctrl-C (or
+    SIGTERM) ends the wait too, and the bot is then stopped in order by the caller."""
     deadline = time.monotonic() + timeout
-    with err_console.status(f"waiting for {path.name}"):
+    with contextlib.suppress(KeyboardInterrupt), err_console.status(f"waiting for {path.name}"):
         while time.monotonic() < deadline:
-            if fresh(path, since):
+            if fresh(path, bot.launched_at):
                 return True
-            if not alive():
+            if bot.failures or not bot.alive():
                 return False
-            tick()
+            bot.sample_rss()
             time.sleep(0.1)
     return False
 
@@ -146,8 +151,7 @@ def pyspy_profile(request: ProfileRequest) -> ProfileResult:
     # py-spy is the bot's sibling, not its ancestor: under ptrace_scope=1 the bot must allow it.
     env = {inprocess.PTRACER_ENV: str(os.getpid())}
     with LaunchedBot(bot_command(request.run_args), env=env) as bot:
-        bot.start()
-        bot.wait_until_up()
+        _start(bot)
         result = pyspy.record(
             bot.pid, output, request.duration, request.pyspy, alive=bot.alive, tick=bot.sample_rss
         )
@@ -168,21 +172,20 @@ def pyspy_profile(request: ProfileRequest) -> ProfileResult:
 
 def tracemalloc_launch(request: ProfileRequest) -> ProfileResult:
     prefix = memory_prefix(request.output).resolve()
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     text_path = prefix.with_name(prefix.name + ".txt")
     json_path = prefix.with_name(prefix.name + ".json")
     env = {inprocess.MEMORY_ENV: str(prefix), inprocess.MEMORY_TOP_ENV: str(request.top)}
     with LaunchedBot(bot_command(request.run_args), env=env) as bot:
-        bot.start()
-        bot.wait_until_up()
+        _start(bot)
         shown = countdown(MEMORY_WARMUP_S, "warming up", alive=bot.alive, tick=bot.sample_rss)
         if not shown.interrupted and bot.alive():
             bot.signal(MEMORY_BASELINE_SIGNAL)
             shown = countdown(request.duration, "tracemalloc", alive=bot.alive, tick=bot.sample_rss)
-        if bot.alive():
-            # The end snapshot is taken while the bot still serves; its report is awaited.
-            bot.signal(MEMORY_BASELINE_SIGNAL)
-            _await_file(json_path, bot.launched_at, bot.alive, REPORT_TIMEOUT, bot.sample_rss)
+            if bot.alive():
+                # The end snapshot is taken while the bot still serves; its report is awaited.
+                bot.signal(MEMORY_BASELINE_SIGNAL)
+                _await_report(json_path, bot, REPORT_TIMEOUT)
+        # Interrupted while warming up, the bot writes its report on the stop path.
         ended = bot.stop(interrupted=shown.interrupted)
     if not fresh(json_path, ended.launched_at):
         raise _missing(json_path, ended)
@@ -212,11 +215,9 @@ def memray_launch(request: ProfileRequest) -> ProfileResult:
     memray_backend.require_memray()
     prefix = memory_prefix(request.output)
     capture = prefix.with_name(prefix.name + ".bin")
-    capture.parent.mkdir(parents=True, exist_ok=True)
     command = memray_backend.memray_command(capture.resolve(), request.run_args)
     with LaunchedBot(command) as bot:
-        bot.start()
-        bot.wait_until_up()
+        _start(bot)
         shown = countdown(request.duration, "memray", alive=bot.alive, tick=bot.sample_rss)
         ended = bot.stop(interrupted=shown.interrupted)
     if not fresh(capture, ended.launched_at):

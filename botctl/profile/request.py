@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from botctl.errors import BotctlError
 from botctl.profile.launcher import BotExit
 from botctl.profile.pyspy import EXTENSIONS, PySpyOptions, PySpyResult
 from botctl.profile.throughput import Throughput
@@ -95,3 +97,32 @@ def fresh(path: Path, since: float) -> bool:
         return path.stat().st_mtime >= since - 1.0
     except OSError:
         return False
+
+
+def files_written(request: ProfileRequest) -> list[Path]:
+    """The files a request will write, to check before anything starts."""
+    if request.mode == "memory":
+        prefix = memory_prefix(request.output)
+        suffixes = (".bin", ".txt", ".json") if request.backend == "memray" else (".txt", ".json")
+        return [prefix.with_name(prefix.name + suffix) for suffix in suffixes]
+    return [request.output]
+
+
+def check_output(path: Path) -> None:
+    """:class:`BotctlError` unless ``path`` can be written: its folder is made if missing, and a
+    temporary file is opened (and removed) beside it, which is the one check that holds for root
+    and for special file systems such as ``/proc`` alike."""
+    if path.is_dir():
+        raise BotctlError(f"--output {path} is a directory; give a file path")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise BotctlError(
+            f"cannot write {path}: a part of {folder} is a file, not a folder; pick another --output"
+        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BotctlError(f"cannot write {path} ({reason}); pick another --output") from None

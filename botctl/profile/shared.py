@@ -50,9 +50,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# A profile that could not be written is said on stdout too, with this prefix: `botctl profile`
+# reads the bot's stdout and stops waiting for the file (its stderr goes to the terminal unread).
+FAILURE_PREFIX = "botctl profiling failed: "
+
+
 def warn(message: str) -> None:
     # The bot's stderr is the user's terminal (the launcher does not capture it).
     print(f"botctl profiling: {message}", file=sys.stderr, flush=True)
+
+
+def report_failure(what: str, exc: BaseException) -> None:
+    """A profile was not written: say why to the user (stderr) and to the launcher (stdout)."""
+    reason = f"{what}: {type(exc).__name__}: {exc}"
+    warn(reason)
+    print(FAILURE_PREFIX + reason.replace("\n", " "), flush=True)
 
 
 def on_loop(action: Callable[[], None]) -> None:

@@ -20,7 +20,7 @@ from botctl.profile.shared import (
     format_size,
     on_loop,
     peak_rss_kib,
-    warn,
+    report_failure,
     write_json_atomic,
     write_text_atomic,
 )
@@ -114,7 +114,7 @@ class MemorySession:
             else:
                 self.finish("end of the profiling window (SIGUSR2), while serving")
         except Exception as exc:  # a profiler must not take the bot down
-            warn(f"tracemalloc report failed: {type(exc).__name__}: {exc}")
+            report_failure("tracemalloc report", exc)
 
     def mark_baseline(self) -> None:
         """Start-up is done: diff from here, and count the peak from here too."""

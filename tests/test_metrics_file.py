@@ -19,7 +19,7 @@ from botctl.metrics.events import (
     read_records,
     select_runs,
 )
-from botctl.metrics.follow import Follower
+from botctl.metrics.follow import Follower, follow_many
 from botctl.metrics.summary import MetricsSummary, Percentiles, summarize, summarize_selection
 
 T0 = 1_750_000_000.0
@@ -279,6 +279,23 @@ def test_follow_generator_stops_on_event_or_idleness(tmp_path: Path) -> None:
     stop.set()
     with Follower(path, poll_interval=0.05) as follower:
         assert list(follower.follow(stop)) == []
+
+
+def test_following_several_files_tags_each_line_with_its_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    append(a, b"a1\n")
+    followers = [Follower(a), Follower(b)]  # b does not exist yet
+    try:
+        seen = []
+        for item in follow_many(followers, idle_timeout=0.3, poll_interval=0.05):
+            seen.append(item)
+            if item == (0, b"a1"):
+                append(b, b"b1\n")
+                append(a, b"a2\n")
+        assert sorted(seen) == [(0, b"a1"), (0, b"a2"), (1, b"b1")]
+    finally:
+        for follower in followers:
+            follower.close()
 
 
 def test_follower_against_a_concurrent_writer_cutting_lines_anywhere(tmp_path: Path) -> None:

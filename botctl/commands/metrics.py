@@ -24,6 +24,7 @@ from botctl.metrics.events import (
     Selection,
     check_readable,
     expand_paths,
+    merge,
     parse_line,
     read_files,
     select_runs,
@@ -161,20 +162,20 @@ def _follow(
     followers = [Follower(path) for path in paths]
     skipped = 0
     try:
-        first: list[Record] = []
+        per_file: list[list[Record]] = []
         for index, follower in enumerate(followers):
             if not follower.path.exists():
                 # stderr: with --json, stdout carries only the files' lines.
                 err_console.print(f"waiting for {follower.path} …", style="dim", highlight=False)
+            per_file.append([])
             for raw in follower.poll():
                 event = parse_line(raw)
                 if event is None:
                     skipped += 1
                 else:
-                    first.append(Record(event, raw, index))
-        reading = Reading(paths, first, 0)
-        if len(paths) > 1:
-            reading = Reading(paths, sorted(first, key=lambda r: r.ts or -math.inf), 0)
+                    per_file[-1].append(Record(event, raw, index))
+        reading = Reading(paths, merge(per_file), 0)
+        # What is there already: the last lines of the run asked for (none yet is not an error).
         if reading.records and (run is None or any(r.run == run for r in reading.records)):
             selection = select_runs(reading, run, everything)
             matching = [record for record in selection.records if matches(record)]

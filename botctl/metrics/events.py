@@ -148,10 +148,7 @@ def read_records(path: Path, index: int = 0) -> tuple[list[Record], int]:
 
 
 def read_files(paths: Sequence[Path]) -> Reading:
-    """Read every file; several are merged by ``ts`` (stable, so one file keeps its own order).
-
-    An event without a usable ``ts`` sorts with the event before it in its file.
-    """
+    """Read every file, merged by time (:func:`merge`)."""
     files = list(paths)
     per_file: list[list[Record]] = []
     skipped = 0
@@ -159,8 +156,14 @@ def read_files(paths: Sequence[Path]) -> Reading:
         records, bad = read_records(path, index)
         per_file.append(records)
         skipped += bad
+    return Reading(files, merge(per_file), skipped)
+
+
+def merge(per_file: Sequence[list[Record]]) -> list[Record]:
+    """The records of several files by ``ts`` (stable, so one file keeps its own order); an event
+    without a usable ``ts`` sorts with the event before it in its file. One file stays as it is."""
     if len(per_file) == 1:
-        return Reading(files, per_file[0], skipped)
+        return per_file[0]
     keyed: list[tuple[float, Record]] = []
     for records in per_file:
         last = -math.inf
@@ -169,7 +172,7 @@ def read_files(paths: Sequence[Path]) -> Reading:
             last = last if ts is None else ts
             keyed.append((last, record))
     keyed.sort(key=lambda pair: pair[0])
-    return Reading(files, [record for _, record in keyed], skipped)
+    return [record for _, record in keyed]
 
 
 @dataclass(frozen=True, slots=True)

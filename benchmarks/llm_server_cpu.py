@@ -29,8 +29,8 @@ from typing import Any
 
 import aiohttp
 
+from botctl.analyze.web import free_port
 from botctl.bench.common import median, ratio, rotated
-from botctl.profiles import free_port
 
 START_TIMEOUT_S = 30.0
 BATCH_TIMEOUT_S = 300.0

@@ -8,7 +8,7 @@ measure the collapse more than the profiler.) The question answered is whether t
 carries that load under each profiler; the only difference between runs is the profiler:
 
 - ``none``: the bot started and stopped exactly as ``botctl profile`` does it
-  (``botctl.profiling.launcher.LaunchedBot``), with nothing attached;
+  (``botctl.profile.launcher.LaunchedBot``), with nothing attached;
 - ``cprofile``, ``pyspy``, ``memory``: ``botctl profile --mode M`` as a user runs it.
 
 Throughput is read from each run's metrics file: replies per second between its first message (plus
@@ -107,7 +107,7 @@ class LLM:
 
 
 def _run_none(args: list[str], duration: float) -> str | None:
-    from botctl.profiling.launcher import LaunchedBot, bot_command
+    from botctl.profile.launcher import LaunchedBot, bot_command
 
     with LaunchedBot(bot_command(args)) as bot:
         bot.start()
@@ -154,7 +154,7 @@ def run_profiler_overhead(
 ) -> dict[str, Any]:
     try:
         import botctl.commands.profile
-        import botctl.profiling.launcher  # noqa: F401
+        import botctl.profile.launcher  # noqa: F401
     except ImportError as exc:
         return {"available": False, "reason": f"botctl profile is not importable ({exc})"}
     samples: dict[str, list[float]] = {mode: [] for mode in modes}

@@ -1,29 +1,28 @@
-"""The ``botctl`` command line: builds the Typer app and catches user errors once, in :func:`main`.
+"""The ``botctl`` command line: the root app over the lazy command list, and :func:`main`, the one
+place where user errors (:class:`BotctlError`) become one line on stderr and an exit code.
 
-Command modules live in ``botctl.commands`` (a file per command or group). They import only Typer
-at module level so that ``botctl --help`` stays fast and imports neither discord nor aiohttp.
+The commands and how they load are in :mod:`botctl.commands`.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
 from botctl import __version__
-from botctl.commands import register_all
+from botctl.commands import CONTEXT_SETTINGS, LazyGroup
 from botctl.console import error
 from botctl.errors import BotctlError
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
-
 app = typer.Typer(
     name="botctl",
-    help="Run, measure and profile a Discord chat bot that answers through an Ollama LLM.",
+    cls=LazyGroup,
+    help="Run, measure and profile a Discord chat bot that answers through an LLM.",
     context_settings=CONTEXT_SETTINGS,
     rich_markup_mode="rich",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
@@ -36,18 +35,18 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
-    """Run, measure and profile a Discord chat bot that answers through an Ollama LLM."""
-
-
-register_all(app)
+    """Run, measure and profile a Discord chat bot that answers through an LLM."""
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: user errors become one line on stderr and exit 1.
+    """Entry point of the console script and of ``python -m botctl``.
 
     Typer runs in standalone mode, so bad usage exits 2 with its usage message; a
     :class:`BotctlError` passes through it and is caught here, once.

@@ -16,8 +16,9 @@ import orjson
 import pytest
 
 from bot.history import ChatHistoryManager
+from bot.percentile import percentile
 from botctl.bench.budgets import Budget, evaluate, summary_line
-from botctl.bench.common import ZipfSampler, percentile, rotated
+from botctl.bench.common import ZipfSampler, rotated
 from botctl.bench.dedup import concurrent_schedule, near_schedule
 from botctl.bench.history import (
     DictFloor,

@@ -8,8 +8,9 @@ import contextlib
 import cProfile
 import json
 import os
+import re
+import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from botctl.analyze.web import free_port
 from botctl.errors import BotctlError
 from botctl.main import app, main
 
@@ -69,8 +71,9 @@ def profiles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def invoke(*args: str) -> Result:
-    return runner.invoke(app, ["analyze", *args])
+def invoke(*args: str, columns: int = 200) -> Result:
+    """In-process, on a terminal wide enough for a row per function unless told otherwise."""
+    return runner.invoke(app, ["analyze", *args], env={"COLUMNS": str(columns)})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,7 +132,7 @@ def test_baseline_table_and_json(profiles: tuple[Path, Path]) -> None:
     lines = result.stdout.splitlines()
 
     def row(name: str) -> str:
-        return next(x for x in lines if f" {name} " in x)
+        return next(x for x in lines if f"({name})" in x)
 
     assert row("only_in_new").split()[0] == "new"
     assert row("only_in_old").split()[0] == "vanished"
@@ -145,6 +148,63 @@ def test_baseline_table_and_json(profiles: tuple[Path, Path]) -> None:
     assert (step_row["ncalls_old"], step_row["ncalls_new"], step_row["ncalls_delta"]) == (2, 6, 4)
     changes = [abs(d["cumtime_delta"]) for d in diff]
     assert changes == sorted(changes, reverse=True)
+
+
+def deep_profiles(tmp_path: Path) -> tuple[Path, Path]:
+    """Two profiles of code in a deep folder, as a bot installed somewhere long is."""
+    source = tmp_path / "a-long-checkout-folder" / "of-someone" / "bot" / "delivery.py"
+    source.parent.mkdir(parents=True)
+    source.write_text(
+        "def deliver_every_part_of_the_answer(n):\n    return sum(i * i for i in range(n))\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    paths = []
+    for name, n in (("new", 40_000), ("old", 10_000)):
+        profiler = cProfile.Profile()
+        profiler.runcall(namespace["deliver_every_part_of_the_answer"], n)
+        paths.append(tmp_path / f"{name}.prof")
+        profiler.dump_stats(paths[-1])
+    return paths[0], paths[1]
+
+
+@pytest.mark.parametrize("baseline", [True, False], ids=["diff", "top"])
+def test_at_80_columns_paths_are_shortened_never_cut(tmp_path: Path, baseline: bool) -> None:
+    """Issue 10, defect 8: `change pe`, `bot/delivery.p` at 80 columns."""
+    new, old = deep_profiles(tmp_path)
+    args = [str(new), "--filter", "bot/"] + (["--baseline", str(old)] if baseline else [])
+    result = invoke(*args, columns=80)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    headers = ("Δ tottime", "Δ cumtime", "file(function)") if baseline else ("file:line(function)",)
+    for header in headers:
+        assert header in result.stdout
+    rows = [line for line in lines if "delivery.py" in line]
+    assert rows, result.stdout
+    # Folders dropped from the left, the file name whole and followed by its line or function.
+    assert all(re.search(r"…/(\S+/)?delivery\.py([:(]|\s*$)", row) for row in rows), result.stdout
+
+
+def test_latest_picks_the_newest_cprofile_in_profiles(
+    profiles: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's `botctl analyze profiles/cprofile-*.prof` fails once two profiles exist."""
+    monkeypatch.chdir(tmp_path)
+    assert "run `botctl profile --mode cprofile` first" in str(invoke("--latest").exception)
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    older, newer = (
+        folder / "cprofile-20260101-000000.prof",
+        folder / "cprofile-20260102-000000.prof",
+    )
+    shutil.copy(profiles[1], older)
+    shutil.copy(profiles[0], newer)
+    os.utime(older, (1_000_000, 1_000_000))
+    data = json.loads(invoke("--latest", "--json").stdout)
+    assert data["profile"] == str(Path("profiles") / newer.name)
+    assert invoke(str(newer), "--latest").exit_code == 2  # one or the other
+    assert invoke().exit_code == 2
 
 
 def test_bad_regex_missing_and_corrupt_files(
@@ -275,12 +335,6 @@ def test_web_serves_the_profile_and_ctrl_c_stops_it(
     # snakeviz went with it.
     with pytest.raises(OSError):
         urllib.request.urlopen(served.url, timeout=2)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def png_is_not_blank(png: bytes) -> bool:

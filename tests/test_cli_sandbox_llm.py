@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from botctl.profiles import free_port
+from botctl.analyze.web import free_port
 
 pytestmark = pytest.mark.integration
 

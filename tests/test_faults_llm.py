@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _faults import WARNING, BotRun, running_bot
 
-from botctl.profiles import free_port
+from botctl.analyze.web import free_port
 from botctl.sandbox.llm_server import LLMServer, answer_for
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from _kb_embed import EmbedServer, concept_vector
 from bot.kb import Embedder, EmbedError, KBError, KnowledgeBase, add_paths, embedder_for, retrieve
 from bot.kb import db as kb_db
 from bot.kb.vectors import embed_missing
-from botctl.profiles import free_port
+from botctl.analyze.web import free_port
 
 CORPUS = Path(__file__).parent / "data" / "kb"
 

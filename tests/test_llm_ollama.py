@@ -30,7 +30,7 @@ from bot.llm.errors import (
 from bot.llm.ollama import OllamaTransport
 from bot.llm.service import OllamaService
 from bot.llm.types import ChatRequest, Done
-from botctl.profiles import free_port
+from botctl.analyze.web import free_port
 from botctl.sandbox.llm_server import OLLAMA_VERSION, answer_for
 
 pytestmark = pytest.mark.integration

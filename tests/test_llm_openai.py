@@ -33,7 +33,7 @@ from bot.llm.ollama import OllamaTransport
 from bot.llm.openai import OpenAITransport
 from bot.llm.probe import probe as probe_url
 from bot.llm.types import ChatRequest, Done
-from botctl.profiles import free_port
+from botctl.analyze.web import free_port
 from botctl.sandbox.llm_server import CHARS_PER_TOKEN, answer_for, embed_text
 
 pytestmark = pytest.mark.integration

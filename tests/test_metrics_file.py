@@ -1,4 +1,4 @@
-"""Tests of ``botctl.metrics_file``: parsing, the summary's arithmetic and the ``tail -F`` engine."""
+"""Tests of ``botctl.metrics``: parsing, the summary's arithmetic and the ``tail -F`` engine."""
 
 from __future__ import annotations
 
@@ -11,18 +11,26 @@ from typing import Any
 
 import pytest
 
-from botctl.metrics_file import (
-    Follower,
-    Percentiles,
+from bot.percentile import percentile
+from botctl.metrics.events import (
     default_metrics_path,
-    iter_events,
     parse_line,
-    percentile,
-    summarize,
-    summarize_file,
+    read_files,
+    read_records,
+    select_runs,
 )
+from botctl.metrics.follow import Follower, follow_many
+from botctl.metrics.summary import MetricsSummary, Percentiles, summarize, summarize_selection
 
 T0 = 1_750_000_000.0
+
+
+def summarize_file(path: Path) -> MetricsSummary:
+    """Every run of one file, as `botctl metrics summary FILE --all` reads it."""
+    reading = read_files([path])
+    return summarize_selection(
+        select_runs(reading, everything=True), files=[str(path)], skipped=reading.skipped
+    )
 
 
 def line(event: dict[str, Any]) -> bytes:
@@ -114,6 +122,7 @@ def test_summary_of_a_known_file_with_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     write_file(path, known_events(), tail=b'{"ts": 1750000099.0, "type": "mess')
     summary = summarize_file(path)
+    assert summary.path == str(path)
 
     assert summary.counts == {
         "command": 1,
@@ -156,10 +165,10 @@ def test_invalid_lines_anywhere_are_skipped_and_counted(tmp_path: Path) -> None:
         b"\n"
         b'{"ts": 4, "type": "reply", "latency_ms": 9}'  # complete, newline not yet written
     )
-    stream = iter_events(path)
-    events = list(stream)
-    assert [e["ts"] for e in events] == [1, 2, 4]
-    assert stream.torn == 2
+    records, skipped = read_records(path)
+    assert [r.event["ts"] for r in records] == [1, 2, 4]
+    assert [r.raw for r in records][1] == b'{"ts": 2, "type": "reply", "latency_ms": 5}'
+    assert skipped == 2
 
 
 def test_summary_of_nothing() -> None:
@@ -270,6 +279,23 @@ def test_follow_generator_stops_on_event_or_idleness(tmp_path: Path) -> None:
     stop.set()
     with Follower(path, poll_interval=0.05) as follower:
         assert list(follower.follow(stop)) == []
+
+
+def test_following_several_files_tags_each_line_with_its_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    append(a, b"a1\n")
+    followers = [Follower(a), Follower(b)]  # b does not exist yet
+    try:
+        seen = []
+        for item in follow_many(followers, idle_timeout=0.3, poll_interval=0.05):
+            seen.append(item)
+            if item == (0, b"a1"):
+                append(b, b"b1\n")
+                append(a, b"a2\n")
+        assert sorted(seen) == [(0, b"a1"), (0, b"a2"), (1, b"b1")]
+    finally:
+        for follower in followers:
+            follower.close()
 
 
 def test_follower_against_a_concurrent_writer_cutting_lines_anywhere(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pstats
+import re
 import signal
 import subprocess
 import sys
@@ -15,10 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from botctl.profiling.launcher import throughput_from_metrics, throughput_from_summary
-from botctl.profiling.modes import catches_signal, default_output, is_botctl_run, memory_prefix
-from botctl.profiling.pyspy import PySpyOptions, build_command, parse_failure
+from botctl.console import console
+from botctl.main import app
+from botctl.profile.attach import catches_signal, is_botctl_run
+from botctl.profile.launcher import BotExit
+from botctl.profile.pyspy import PySpyOptions, build_command, parse_failure
+from botctl.profile.request import OutputFile, ProfileResult, default_output, memory_prefix
+from botctl.profile.throughput import SummaryCounts, counts_from_summary, throughput
+from botctl.reporters.profile import ProfileReporter
 
 BOT = [sys.executable, "-m", "botctl"]
 LOAD = ["--rate", "10", "--users", "5", "--channels", "5"]
@@ -99,26 +106,108 @@ def test_default_outputs_and_memory_prefixes() -> None:
     assert memory_prefix(Path("a/m")) == Path("a/m")
 
 
-def test_throughput_from_the_bots_summary_and_metrics(tmp_path: Path) -> None:
-    summary = (
-        "Summary (6.2 s)\n│ messages                   │     18  (2.9/s) │\n"
-        "│ replies                    │  17  (0 errors) │\n"
-    )
-    found = throughput_from_summary(summary)
+SUMMARY = (
+    "Summary (6.2 s)\n│ messages                   │     18  (2.9/s) │\n"
+    "│ replies                    │  17  (0 errors) │\n"
+)
+
+
+def test_throughput_from_the_bots_summary_alone() -> None:
+    counts = counts_from_summary(SUMMARY)
+    assert counts == SummaryCounts(messages=18, replies=17, elapsed_s=6.2)
+    found = throughput(SUMMARY, None, since=0.0)
     assert found is not None
-    assert (found.messages, found.replies, found.window_s) == (18, 17, 6.2)
+    assert (found.messages, found.replies, found.replies_in_window) == (18, 17, None)
+    assert found.replies_per_s == pytest.approx(17 / 6.2)
+
+
+def test_profile_counts_what_the_bots_summary_counts_and_rates_the_traffic(
+    tmp_path: Path,
+) -> None:
+    """Issue 10, defect 10: the profile said "answered 148" above a summary saying 184 replies."""
     metrics = tmp_path / "m.jsonl"
     events = [
-        {"ts": 5.0, "type": "message"},  # an older run: ignored
-        {"ts": 100.0, "type": "message"},
-        {"ts": 101.0, "type": "reply"},
-        {"ts": 102.0, "type": "message"},
-        {"ts": 103.0, "type": "reply"},  # after the last message: the drain, not counted
+        {"ts": 5.0, "type": "message", "run": "old"},  # an older run: ignored
+        {"ts": 100.0, "type": "message", "run": "new"},
+        {"ts": 101.0, "type": "reply", "run": "new"},
+        {"ts": 102.0, "type": "message", "run": "new"},
+        {"ts": 103.0, "type": "reply", "run": "new"},  # after the last message: the drain
     ]
     metrics.write_text("\n".join(json.dumps(e) for e in events) + "\n{torn")
-    found = throughput_from_metrics(metrics, since=50.0)
+    summary = SUMMARY.replace("18  (2.9/s)", " 2  (0.3/s)").replace(
+        "17  (0 errors)", " 2  (0 errors)"
+    )
+    found = throughput(summary, metrics, since=50.0)
     assert found is not None
-    assert (found.messages, found.replies, found.window_s) == (2, 1, 2.0)
+    assert (found.messages, found.replies) == (2, 2)  # as the summary says: one source
+    assert (found.replies_in_window, found.window_s) == (1, 2.0)
+    assert found.replies_per_s == 0.5
+
+    ended = BotExit(
+        command=["botctl", "run"],
+        pid=1,
+        returncode=0,
+        killed=False,
+        stdout=summary,
+        launched_at=50.0,
+        profiled_s=3.0,
+        peak_rss_kib=None,
+        metrics_file=metrics,
+    )
+    result = ProfileResult(
+        mode="pyspy", target="the bot", pid=1, outputs=[], profiled_s=3.0, top=5, bot=ended
+    )
+    with console.capture() as captured:
+        ProfileReporter()._bot(result)
+    text = " ".join(captured.get().split())
+    assert "took 2 messages and answered 2 of them" in text
+    assert "1 reply while the traffic flowed (2.0 s" in text
+
+
+def test_at_80_columns_written_paths_keep_their_file_name_and_help_keeps_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, defect 8: the "Written" table split file names; `profile -h` cut a default."""
+    monkeypatch.setenv("COLUMNS", "80")
+    deep = tmp_path / "a-rather-long-folder-name" / "and-another-one" / "profiles"
+    out = deep / "cprofile-20261202-132233.prof"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"x" * 2048)
+    result = ProfileResult(
+        mode="cprofile",
+        target="the bot",
+        pid=1,
+        outputs=[OutputFile(out, "cProfile profile (pstats)")],
+        profiled_s=1.0,
+        top=5,
+    )
+    with console.capture() as captured:
+        ProfileReporter()._written(result)
+    lines = captured.get().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    row = next(line for line in lines if "cprofile-" in line)
+    assert "…/" in row and out.name in row and "2.0 KiB" in row
+
+    help_text = CliRunner().invoke(app, ["profile", "-h"]).stdout
+    assert "…" not in help_text
+    assert "[default: MODE-DATE-TIME.EXT under profiles/]" in " ".join(
+        part.strip(" │") for part in help_text.splitlines()
+    )
+
+
+def test_sample_rate_is_the_name_and_rate_a_hidden_alias(tmp_path: Path) -> None:
+    help_text = CliRunner().invoke(app, ["profile", "-h"], env={"COLUMNS": "120"}).stdout
+    assert "--sample-rate" in help_text
+    assert "--rate " not in help_text.replace("-- --rate", "")  # hidden (the bot's own stays)
+    both = CliRunner().invoke(app, ["profile", "-m", "pyspy", "--rate", "5", "--sample-rate", "5"])
+    assert both.exit_code == 1
+    assert "old name of --sample-rate" in str(both.exception)
+    # The alias still works for a release: here it reaches the check that py-spy options need
+    # --mode pyspy, under its new name, after a note that the name changed.
+    old = CliRunner().invoke(app, ["profile", "-m", "cprofile", "--rate", "5"])
+    assert old.exit_code == 1
+    assert "--sample-rate apply to --mode pyspy only" in str(old.exception)
+    assert "--rate is now --sample-rate" in old.stderr
 
 
 def test_cmdline_check_knows_a_bot_from_another_process() -> None:
@@ -199,6 +288,12 @@ def test_cprofile_profiles_the_bot(tmp_path: Path, clean_env: dict[str, str]) ->
     assert "replies/s" in result.stdout
     assert f"botctl analyze {out}" in result.stdout
     assert "Summary of run " in result.stdout  # the bot's own summary
+    # The profile's sentence and the bot's summary under it count the same messages and replies.
+    said = re.search(r"took (\d+) messages? and answered (\d+) of them", result.stdout)
+    messages = re.search(r"│ messages\s+│\s+(\d+)", result.stdout)
+    replies = re.search(r"│ replies\s+│\s+(\d+)", result.stdout)
+    assert said and messages and replies, result.stdout
+    assert (said[1], said[2]) == (messages[1], replies[1])
 
 
 @pytest.mark.integration

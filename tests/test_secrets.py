@@ -35,8 +35,8 @@ from _faults import (
 from bot.frontend.app import serve
 from bot.frontend.endpoints import reset_endpoints
 from bot.settings import load_settings
-from botctl.profiles import free_port
-from botctl.profiling.inprocess import CPROFILE_ENV
+from botctl.analyze.web import free_port
+from botctl.profile.inprocess import CPROFILE_ENV
 from botctl.sandbox.discord_server import DiscordServer
 
 pytestmark = pytest.mark.integration
@@ -219,7 +219,7 @@ async def test_in_process_servers_bind_loopback(tmp_path: Path) -> None:
 def test_snakeviz_listens_on_loopback_only(tmp_path: Path) -> None:
     import cProfile
 
-    from botctl.profiles import SnakevizServer
+    from botctl.analyze.web import SnakevizServer
 
     profile = tmp_path / "tiny.prof"
     cProfile.run("sum(range(1000))", str(profile))

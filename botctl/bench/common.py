@@ -19,15 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from bot.percentile import percentile
-
 __all__ = [
     "ZipfSampler",
     "gc_paused",
     "interleaved",
     "machine",
     "median",
-    "percentile",
     "ratio",
     "rotated",
 ]

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.percentile import percentile
 from botctl.bench.budgets import Budget
-from botctl.bench.common import gc_paused, percentile, ratio, rotated
+from botctl.bench.common import gc_paused, ratio, rotated
 
 __all__ = ["KB_SIZES", "Question", "make_corpus", "run_kb_bench", "vocabulary"]
 

@@ -1,20 +1,33 @@
 """``botctl analyze FILE.prof``: top functions of a cProfile profile, a diff against a baseline, or
 the profile served with snakeviz.
 
-Only Typer and the standard library are imported here; pstats logic (``botctl.profiles``) and
-rich rendering (``botctl.reporters.analyze``) load inside the command.
+The pstats logic is in ``botctl.analyze``, the rendering in ``botctl.reporters.analyze``.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
+import re
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
+
+from botctl.analyze.stats import (
+    DEFAULT_FOLDER,
+    ProfileError,
+    as_sort_key,
+    diff_profiles,
+    latest_profile,
+    load_profile,
+    profile_totals,
+    top_functions,
+)
+from botctl.analyze.web import ServeError, SnakevizServer
+from botctl.console import console, err_console, print_json
+from botctl.errors import BotctlError
+from botctl.interrupts import signals_interrupt
+from botctl.reporters import analyze as report
 
 
 class Sort(StrEnum):
@@ -25,13 +38,21 @@ class Sort(StrEnum):
 
 def analyze(
     file: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="A pstats profile (.prof), e.g. from [bold]botctl profile --mode cprofile[/].",
             show_default=False,
             metavar="FILE.prof",
         ),
-    ],
+    ] = None,
+    latest: Annotated[
+        bool,
+        typer.Option(
+            "--latest",
+            help="The newest profiles/cprofile-*.prof (what `botctl profile --mode cprofile` "
+            "wrote last), instead of FILE.",
+        ),
+    ] = False,
     sort: Annotated[
         Sort,
         typer.Option("--sort", "-s", help="Order by cumulative time, own time or call count."),
@@ -73,22 +94,16 @@ def analyze(
         typer.Option("--port", "-p", min=0, max=65535, help="Port for --web (0: a free one)."),
     ] = 0,
 ) -> None:
-    """Show the top functions of a cProfile profile, or its difference from a baseline."""
-    import re
+    """Show the top functions of a cProfile profile, or its difference from a baseline.
 
-    from botctl.console import console
-    from botctl.errors import BotctlError
-    from botctl.profiles import (
-        ProfileError,
-        as_sort_key,
-        diff_profiles,
-        load_profile,
-        profile_totals,
-        top_functions,
-    )
-    from botctl.reporters import analyze as report
-    from botctl.reporters.metrics import print_json
-
+    [dim]botctl analyze --latest --filter bot/ --sort tottime[/]
+    """
+    if latest == (file is not None):
+        raise typer.BadParameter(
+            "give FILE.prof or --latest (one of them)", param_hint="FILE.prof / --latest"
+        )
+    if file is None:
+        file = latest_profile(DEFAULT_FOLDER)
     if web and (json_output or baseline is not None):
         raise typer.BadParameter(
             "--web serves one profile; use it without --json and --baseline", param_hint="--web"
@@ -128,33 +143,18 @@ def analyze(
         report.print_top(console, rows, path=path, totals=totals, sort=sort_key)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def _serve(file: Path, port: int) -> None:
-    from botctl.console import console, err_console
-    from botctl.errors import BotctlError
-    from botctl.profiles import ServeError, SnakevizServer
-    from botctl.reporters.analyze import serving_message
-
     # SIGTERM takes the Ctrl-C path so that snakeviz, in its own session, is not left behind.
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with SnakevizServer(file, port=port) as server:
+        with signals_interrupt(), SnakevizServer(file, port=port) as server:
             try:
                 url = server.start()
             except ServeError as exc:
                 raise BotctlError(f"{exc}; check that snakeviz is installed") from None
             if port and server.port != port:
                 err_console.print(f"port {port} is taken; snakeviz chose {server.port}")
-            serving_message(console, path=str(file), url=url)
+            report.serving_message(console, path=str(file), url=url)
             status = server.wait()
             raise BotctlError(f"snakeviz stopped by itself (exit status {status})")
     except KeyboardInterrupt:
         return
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)

@@ -1,8 +1,7 @@
 """``botctl bench``: measure, on this machine, each row of the performance table the bot was built
 to win, with the seed's claim beside each figure and the budgets as pass/fail lines.
 
-Only Typer and the standard library are imported here; the measuring code (``botctl.bench``) and
-the rendering (``botctl.reporters.bench``) load inside the command.
+The measuring is in ``botctl.bench``, the rendering in ``botctl.reporters.bench``.
 """
 
 from __future__ import annotations
@@ -10,6 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
+from botctl.bench.suite import Plan, run_suite
+from botctl.console import console, err_console, print_json
+from botctl.reporters import bench as report
 
 
 def bench(
@@ -38,11 +41,6 @@ def bench(
 
     [dim]botctl bench --quick[/]
     """
-    from botctl.bench.suite import Plan, run_suite
-    from botctl.console import console, err_console
-    from botctl.reporters import bench as report
-    from botctl.reporters.metrics import print_json
-
     plan = Plan.quick_plan() if quick else Plan.full_plan()
     with report.progress(err_console) as progress:
         result = run_suite(plan, progress=progress)

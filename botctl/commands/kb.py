@@ -188,9 +188,8 @@ def search(
 
     from bot.kb import KnowledgeBase, embedder_for, retrieve
     from bot.settings import normalize_llm_url
-    from botctl.console import console, err_console
+    from botctl.console import console, err_console, print_json
     from botctl.reporters import kb as reporter
-    from botctl.reporters.metrics import print_json
 
     if llm_api is not None:
         _check_api(llm_api)
@@ -218,9 +217,8 @@ def search(
 def list_(kb: KbOption = None, json_output: JsonOption = False) -> None:
     """The indexed files with their chunks and sizes, and the embedding model if any."""
     from bot.kb import KnowledgeBase
-    from botctl.console import console
+    from botctl.console import console, print_json
     from botctl.reporters import kb as reporter
-    from botctl.reporters.metrics import print_json
 
     with _user_errors(), KnowledgeBase.open(_kb_path(kb)) as store:
         stats = store.stats()

@@ -1,67 +1,97 @@
-"""``botctl metrics``: the bot's JSON Lines metrics file — ``tail`` (``-f``) and ``summary``.
+"""``botctl metrics``: the bot's JSON Lines metrics files — ``tail`` (``-f``), ``summary``, ``tune``.
 
-Only Typer and the standard library are imported here; the reading logic
-(``botctl.metrics_file``) and rich rendering (``botctl.reporters.metrics``) load inside the
-commands.
+Each command reads the latest run of each file by default (``--run ID`` one run, ``--all`` every
+run). The reading is in ``botctl.metrics``, the rendering in ``botctl.reporters.metrics``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from botctl.metrics_file import Event
+from botctl.console import console, err_console, print_json
+from botctl.errors import BotctlError
+from botctl.metrics.events import (
+    KNOWN_TYPES,
+    Reading,
+    Record,
+    Selection,
+    check_readable,
+    expand_paths,
+    merge,
+    parse_line,
+    read_files,
+    select_runs,
+)
+from botctl.metrics.follow import Follower, follow_many
+from botctl.metrics.summary import summarize_selection
+from botctl.metrics.tune import Limits, tune
+from botctl.reporters import metrics as report
 
 app = typer.Typer(
     name="metrics",
-    help="Read the bot's metrics file (JSON Lines): follow it live or summarise it.",
+    help="Read the bot's metrics files (JSON Lines): follow them live, summarise a run, tune its "
+    "batching.",
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
     no_args_is_help=True,
 )
 
-FileArgument = Annotated[
-    Path | None,
+FilesArgument = Annotated[
+    list[Path] | None,
     typer.Argument(
-        help="Metrics file. Default: [bold]$BOT_METRICS_FILE[/], else profiles/metrics.jsonl.",
+        help="Metrics files or a quoted glob ('profiles/*.jsonl'); several are merged by time. "
+        "Default: [bold]$BOT_METRICS_FILE[/], else profiles/metrics.jsonl.",
         show_default=False,
-        dir_okay=False,
-        metavar="FILE",
+        metavar="[FILE]...",
     ),
 ]
+RunOption = Annotated[
+    str | None,
+    typer.Option(
+        "--run",
+        metavar="ID",
+        help="Only the run with this id (shown in the banner of `botctl run`). Default: the "
+        "latest run of each file.",
+        show_default=False,
+    ),
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Every run in the files, not the latest.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
 
 
-def _resolve(file: Path | None) -> Path:
-    from botctl.metrics_file import default_metrics_path
+def _selected(
+    files: list[Path] | None, run: str | None, everything: bool
+) -> tuple[Reading, Selection]:
+    if run is not None and everything:
+        raise typer.BadParameter(
+            "--run picks one run, --all every run: use one", param_hint="--run"
+        )
+    paths = expand_paths(files or [])
+    for path in paths:
+        check_readable(path)
+    reading = read_files(paths)
+    return reading, select_runs(reading, run, everything)
 
-    return file if file is not None else default_metrics_path()
 
-
-def _missing(path: Path) -> Exception:
-    from botctl.errors import BotctlError
-
-    return BotctlError(f"no metrics file at {path}; run `botctl run` first or pass a FILE")
-
-
-def _check_readable(path: Path) -> None:
-    from botctl.errors import BotctlError
-
-    if not path.exists():
-        raise _missing(path)
-    if path.is_dir():
-        raise BotctlError(f"{path} is a directory; pass the metrics .jsonl FILE inside it")
-    if not os.access(path, os.R_OK):
-        raise BotctlError(f"cannot read {path}: permission denied; check the file's permissions")
+def _check_types(types: list[str] | None) -> frozenset[str]:
+    unknown = sorted(set(types or ()) - set(KNOWN_TYPES))
+    if unknown:
+        raise BotctlError(
+            f"unknown --type {', '.join(unknown)}; the types are {', '.join(KNOWN_TYPES)}"
+        )
+    return frozenset(types or ())
 
 
 @app.command()
 def tail(
-    file: FileArgument = None,
+    files: FilesArgument = None,
     lines: Annotated[
         int,
         typer.Option("--lines", "-n", min=0, help="Show the last N events first (0: none)."),
@@ -80,8 +110,8 @@ def tail(
         typer.Option(
             "--type",
             "-t",
-            help="Only events of this type (repeat for several): message, llm_call, reply, "
-            "command, error, stats.",
+            metavar="TYPE",
+            help=f"Only events of this type (repeat for several): {', '.join(KNOWN_TYPES)}.",
             show_default=False,
         ),
     ] = None,
@@ -89,54 +119,83 @@ def tail(
         bool,
         typer.Option("--json", help="Print the raw JSON lines as in the file, and nothing else."),
     ] = False,
+    run: RunOption = None,
+    everything: AllOption = False,
 ) -> None:
-    """Show the last metrics events as readable lines; [bold]-f[/] keeps following the file."""
-    from botctl.console import console, err_console
-    from botctl.metrics_file import Follower, iter_lines, parse_line
-    from botctl.reporters.metrics import print_event, print_raw_line
+    """Show the last metrics events as readable lines; [bold]-f[/] keeps following the files."""
+    wanted = _check_types(types)
 
-    path = _resolve(file)
-    wanted = frozenset(types or ())
+    def matches(record: Record) -> bool:
+        return not wanted or record.event["type"] in wanted
 
-    def matching(raw_lines: list[bytes] | deque[bytes]) -> list[tuple[bytes, Event]]:
-        selected = []
-        for raw in raw_lines:
-            event = parse_line(raw)
-            if event is not None and (not wanted or event["type"] in wanted):
-                selected.append((raw, event))
-        return selected
-
-    def emit(raw: bytes, event: Event) -> None:
+    def emit(record: Record) -> None:
         if json_output:
-            print_raw_line(raw)
+            report.print_raw_line(record.raw)
         else:
-            print_event(console, event)
-
-    def emit_last(raw_lines: list[bytes]) -> None:
-        if lines == 0:
-            return
-        for raw, event in deque(matching(raw_lines), maxlen=lines):
-            emit(raw, event)
+            report.print_event(console, record.event)
 
     try:
-        if not follow:
-            _check_readable(path)
-            emit_last(list(iter_lines(path)))
+        if follow:
+            _follow(files or [], lines, run, everything, matches, emit)
             return
-        if path.is_dir():
-            _check_readable(path)
-        with Follower(path) as follower:
-            if not path.exists():
-                # stderr: with --json, stdout carries only the file's lines.
-                err_console.print(f"waiting for {path} …", style="dim", highlight=False)
-            emit_last(follower.poll())
-            for raw in follower.follow():
-                for line, event in matching([raw]):
-                    emit(line, event)
-    except KeyboardInterrupt:
-        return
+        reading, selection = _selected(files, run, everything)
+        matching = [record for record in selection.records if matches(record)]
+        for record in deque(matching, maxlen=lines) if lines else ():
+            emit(record)
+        report.print_reading_notes(err_console, selection, skipped=reading.skipped)
     except BrokenPipeError:
         _silence_stdout()
+
+
+def _follow(
+    files: list[Path],
+    lines: int,
+    run: str | None,
+    everything: bool,
+    matches: Callable[[Record], bool],
+    emit: Callable[[Record], None],
+) -> None:
+    paths = expand_paths(files)
+    for path in paths:
+        if path.is_dir():
+            check_readable(path)
+    followers = [Follower(path) for path in paths]
+    skipped = 0
+    try:
+        per_file: list[list[Record]] = []
+        for index, follower in enumerate(followers):
+            if not follower.path.exists():
+                # stderr: with --json, stdout carries only the files' lines.
+                err_console.print(f"waiting for {follower.path} …", style="dim", highlight=False)
+            per_file.append([])
+            for raw in follower.poll():
+                event = parse_line(raw)
+                if event is None:
+                    skipped += 1
+                else:
+                    per_file[-1].append(Record(event, raw, index))
+        reading = Reading(paths, merge(per_file), 0)
+        # What is there already: the last lines of the run asked for (none yet is not an error).
+        if reading.records and (run is None or any(r.run == run for r in reading.records)):
+            selection = select_runs(reading, run, everything)
+            matching = [record for record in selection.records if matches(record)]
+            for record in matching[-lines:] if lines else ():
+                emit(record)
+        # New lines belong to the run being written now: shown unless --run names another.
+        for index, raw in follow_many(followers):
+            event = parse_line(raw)
+            if event is None:
+                skipped += 1
+                continue
+            record = Record(event, raw, index)
+            if (run is None or record.run == run) and matches(record):
+                emit(record)
+    except KeyboardInterrupt:
+        return
+    finally:
+        for follower in followers:
+            follower.close()
+        report.print_skipped(err_console, skipped)
 
 
 def _silence_stdout() -> None:
@@ -151,26 +210,51 @@ def _silence_stdout() -> None:
 
 @app.command()
 def summary(
-    file: FileArgument = None,
-    json_output: Annotated[
-        bool,
-        typer.Option(
-            "--json", help="Print one JSON object (counts per type, latencies, ratios) only."
-        ),
-    ] = False,
+    files: FilesArgument = None,
+    json_output: JsonOption = False,
+    run: RunOption = None,
+    everything: AllOption = False,
 ) -> None:
-    """Counts per event type, LLM and reply latency p50/p95/p99, dedup ratio, history hit rate."""
-    from botctl.console import console
-    from botctl.metrics_file import summarize_file
-    from botctl.reporters.metrics import print_summary, print_summary_json
-
-    path = _resolve(file)
-    _check_readable(path)
-    try:
-        result = summarize_file(path)
-    except FileNotFoundError:
-        raise _missing(path) from None
+    """Counts per event type (and per shard), LLM and reply latency p50/p95/p99, dedup ratio,
+    history hit rate and flushes of the latest run."""
+    reading, selection = _selected(files, run, everything)
+    result = summarize_selection(
+        selection, files=[str(p) for p in reading.files], skipped=reading.skipped
+    )
     if json_output:
-        print_summary_json(result)
+        print_json(result.to_json())
     else:
-        print_summary(console, result)
+        report.print_summary(console, result)
+
+
+@app.command("tune")
+def tune_command(
+    files: FilesArgument = None,
+    max_loss_seconds: Annotated[
+        float,
+        typer.Option(
+            "--max-loss-seconds",
+            min=0.1,
+            help="Seconds of events a crash (SIGKILL) may lose at p95 traffic.",
+        ),
+    ] = 10.0,
+    max_writes_per_minute: Annotated[
+        float,
+        typer.Option("--max-writes-per-minute", min=0.1, help="Metrics writes a minute at most."),
+    ] = 60.0,
+    json_output: JsonOption = False,
+    run: RunOption = None,
+    everything: AllOption = False,
+) -> None:
+    """Recommend [bold]batch_size[/] and [bold]batch_interval[/] from the traffic of the latest
+    run: its rate per minute, the current settings' figures beside the recommended ones, and the
+    TOML lines to paste."""
+    if not (math.isfinite(max_loss_seconds) and math.isfinite(max_writes_per_minute)):
+        raise BotctlError("--max-loss-seconds and --max-writes-per-minute must be finite numbers")
+    reading, selection = _selected(files, run, everything)
+    limits = Limits(max_loss_seconds, max_writes_per_minute)
+    result = tune(selection, limits, files=[str(p) for p in reading.files], skipped=reading.skipped)
+    if json_output:
+        print_json(result.to_json())
+    else:
+        report.print_tuning(console, result)

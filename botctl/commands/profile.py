@@ -1,16 +1,32 @@
 """``botctl profile``: profile the bot with cProfile, py-spy or a memory tracer, or show the guide.
 
-Only Typer and the standard library are imported at module level (``botctl --help`` stays fast);
-the work is in ``botctl.profiling.modes`` and the rendering in ``botctl.reporters.profile``.
+The work is in ``botctl.profile`` (``modes`` runs each one) and the rendering in
+``botctl.reporters.profile``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
+
+from botctl.console import err_console
+from botctl.errors import BotctlError
+from botctl.interrupts import signals_interrupt
+from botctl.profile import modes
+from botctl.profile.attach import check_target
+from botctl.profile.memray_backend import require_memray
+from botctl.profile.pyspy import PySpyFormat, PySpyOptions
+from botctl.profile.request import Mode as ModeName
+from botctl.profile.request import (
+    ProfileRequest,
+    check_output,
+    default_output,
+    files_written,
+)
+from botctl.reporters.profile import ProfileReporter, print_guide
 
 PYSPY = "py-spy (--mode pyspy)"
 MEMORY = "Memory (--mode memory)"
@@ -40,6 +56,7 @@ def profile(
         typer.Option(
             "--mode",
             "-m",
+            metavar="MODE",
             help="cprofile: exact calls and times; pyspy: sampled, where the time goes; "
             "memory: allocations over the run; guide: which to choose and how to read them.",
             show_default=False,
@@ -62,8 +79,8 @@ def profile(
         typer.Option(
             "--output",
             "-o",
-            help="Where to write \\[default: profiles/<mode>-<YYYYmmdd-HHMMSS>.<ext>]; for memory, "
-            "a prefix for .txt and .json. A missing folder is made.",
+            help="Where to write; for memory, a prefix for .txt and .json. A missing folder is "
+            "made. \\[default: MODE-DATE-TIME.EXT under profiles/]",
             show_default=False,
         ),
     ] = None,
@@ -85,15 +102,16 @@ def profile(
         typer.Option(
             "--format",
             "-f",
-            help="Output of py-spy \\[default: flamegraph].",
+            metavar="FORMAT",
+            help="Output of py-spy: flamegraph, speedscope or raw \\[default: flamegraph].",
             rich_help_panel=PYSPY,
             show_default=False,
         ),
     ] = None,
-    rate: Annotated[
+    sample_rate: Annotated[
         int | None,
         typer.Option(
-            "--rate",
+            "--sample-rate",
             "-r",
             min=1,
             max=10000,
@@ -101,6 +119,10 @@ def profile(
             rich_help_panel=PYSPY,
             show_default=False,
         ),
+    ] = None,
+    old_rate: Annotated[
+        int | None,
+        typer.Option("--rate", min=1, max=10000, hidden=True, help="Old name of --sample-rate."),
     ] = None,
     gil: Annotated[
         bool | None,
@@ -136,6 +158,7 @@ def profile(
         Backend | None,
         typer.Option(
             "--backend",
+            metavar="BACKEND",
             help="tracemalloc (built in) or memray (when installed) \\[default: tracemalloc].",
             rich_help_panel=MEMORY,
             show_default=False,
@@ -147,26 +170,26 @@ def profile(
 
     [dim]botctl profile --mode cprofile --duration 5 -- --rate 20 --users 10[/]
     """
-    from botctl.errors import BotctlError
-
     if mode is Mode.guide:
-        from botctl.reporters.profile import print_guide
-
         print_guide()
         return
 
-    from typing import cast
-
-    from botctl.profiling import modes
-    from botctl.profiling.pyspy import PySpyFormat, PySpyOptions
-    from botctl.reporters.profile import ProfileReporter
-
     args = list(run_args or [])
+    if old_rate is not None:
+        if sample_rate is not None:
+            raise BotctlError("--rate is the old name of --sample-rate: give one of them")
+        err_console.print(
+            "note: --rate is now --sample-rate (samples per second); --rate goes in a later "
+            "release",
+            style="yellow",
+            highlight=False,
+        )
+        sample_rate = old_rate
     pyspy_given = [
         name
         for name, given in (
             ("--format", fmt is not None),
-            ("--rate", rate is not None),
+            ("--sample-rate", sample_rate is not None),
             ("--gil/--no-gil", gil is not None),
             ("--idle", idle),
             ("--nonblocking", nonblocking),
@@ -193,24 +216,20 @@ def profile(
                 "drop them or drop --pid"
             )
     if backend is Backend.memray:
-        from botctl.profiling.memray_backend import require_memray
-
         require_memray()
 
     # The enums' values are exactly the Literals the logic is typed with.
-    mode_name = cast(modes.Mode, mode.value)
+    mode_name = cast(ModeName, mode.value)
     chosen_format: PySpyFormat = (fmt or Format.flamegraph).value
-    if output is not None and output.is_dir():
-        raise BotctlError(f"--output {output} is a directory; give a file path")
-    request = modes.ProfileRequest(
+    request = ProfileRequest(
         mode=mode_name,
         duration=duration,
-        output=output or modes.default_output(mode_name, chosen_format),
+        output=output or default_output(mode_name, chosen_format),
         pid=pid,
         run_args=args,
         pyspy=PySpyOptions(
             format=chosen_format,
-            rate=rate or 100,
+            rate=sample_rate or 100,
             gil=True if gil is None else gil,
             idle=idle,
             nonblocking=nonblocking,
@@ -219,8 +238,13 @@ def profile(
         backend=(backend or Backend.tracemalloc).value,
         top=top,
     )
-    modes.check_target(request)
+    check_target(request)
+    for path in files_written(request):
+        check_output(path)
     reporter = ProfileReporter()
     reporter.starting(request)
-    result = modes.run_profile(request)
+    # SIGTERM and SIGHUP (timeout, CI, a closed terminal) stop the bot in order as Ctrl-C does,
+    # and keep what was profiled: the command then ends as after Ctrl-C, with exit code 0.
+    with signals_interrupt():
+        result = modes.run_profile(request)
     reporter.result(result)

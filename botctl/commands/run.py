@@ -18,7 +18,7 @@ from bot.settings import Settings, load_settings, read_config_file
 from botctl import eventloop
 from botctl.errors import BotctlError
 from botctl.options import cli_values, declared_command, split_values
-from botctl.profiling.inprocess import profiling_session
+from botctl.profile.inprocess import profiling_session
 from botctl.reporters.run import RunReporter
 from botctl.run import run as run_bot
 from botctl.run.options import RunOptions

@@ -18,7 +18,10 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from botctl.metrics_file import Event, MetricsSummary, Percentiles
+from botctl.console import plural, print_json
+from botctl.metrics.events import Event, Selection
+from botctl.metrics.summary import MetricsSummary, Percentiles
+from botctl.metrics.tune import Limits, SettingFigures, Tuning
 
 TYPE_STYLES: dict[str, str] = {
     "message": "cyan",
@@ -101,11 +104,6 @@ def print_raw_line(line: bytes) -> None:
     typer.echo(line)
 
 
-def print_json(data: Any) -> None:
-    """One JSON document on stdout, and nothing else."""
-    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
-
-
 # --------------------------------------------------------------------------------------------------
 # Summary
 
@@ -133,8 +131,33 @@ def _span(summary: MetricsSummary) -> str:
     return f"{start} → {end} ({span:,.1f} s)"
 
 
+def _header(summary: MetricsSummary) -> Text:
+    files = ", ".join(summary.files) or "-"
+    if summary.everything:
+        runs = f"all {plural(summary.runs_in_files, 'run')}"
+    else:
+        ids = ", ".join(run or "(no run id)" for run in summary.runs) or "-"
+        runs = f"run {ids}" if len(summary.runs) == 1 else f"runs {ids}"
+        if summary.runs_in_files > len(summary.runs):
+            runs += f" (latest of {summary.runs_in_files}; --all for every run)"
+    return Text.assemble(
+        ("Metrics ", "bold"), (files, "cyan"), "\n", runs, "\n", _span(summary), no_wrap=False
+    )
+
+
+def _shards_table(shards: dict[str, dict[str, int]]) -> Table:
+    table = Table(title="By shard", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("shards")
+    kinds = ("message", "reply", "llm_call", "error")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    for label, counts in shards.items():
+        table.add_row(label, *(f"{counts.get(kind, 0):,}" for kind in kinds))
+    return table
+
+
 def summary_renderable(summary: MetricsSummary) -> Group:
-    """The summary as rich tables: events by type, latencies, dedup/history/batching, errors."""
+    """The summary as rich tables: events by type (and shard), latencies, mechanisms, errors."""
     counts = Table(title="Events", box=box.SIMPLE_HEAD, title_justify="left")
     counts.add_column("type")
     counts.add_column("count", justify="right")
@@ -161,14 +184,12 @@ def summary_renderable(summary: MetricsSummary) -> Group:
         "events written",
         "-" if summary.events_written is None else f"{summary.events_written:,}",
     )
-    mechanisms.add_row("torn lines skipped", f"{summary.torn_lines:,}")
+    mechanisms.add_row("lines skipped (not events)", f"{summary.torn_lines:,}")
 
-    parts: list[Any] = [
-        Text.assemble(("Metrics ", "bold"), (summary.path or "", "cyan"), "  ", _span(summary)),
-        counts,
-        latency,
-        mechanisms,
-    ]
+    parts: list[Any] = [_header(summary), counts]
+    if summary.shards:
+        parts.append(_shards_table(summary.shards))
+    parts += [latency, mechanisms]
     if summary.errors or summary.llm_errors:
         errors = Table(title="Errors", box=box.SIMPLE_HEAD, title_justify="left")
         errors.add_column("source")
@@ -188,3 +209,103 @@ def print_summary(console: Console, summary: MetricsSummary) -> None:
 
 def print_summary_json(summary: MetricsSummary) -> None:
     print_json(summary.to_json())
+
+
+def print_skipped(console: Console, skipped: int) -> None:
+    """One line on stderr when lines were skipped; nothing otherwise."""
+    if skipped:
+        console.print(
+            f"skipped {plural(skipped, 'line')} that {'is' if skipped == 1 else 'are'} not a "
+            'metrics event (a JSON object with a "type")',
+            style="yellow",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def print_reading_notes(console: Console, selection: Selection, *, skipped: int) -> None:
+    """What ``tail`` left out, on stderr: lines that are not events, older runs."""
+    print_skipped(console, skipped)
+    hidden = selection.runs_in_files - len(selection.runs)
+    if hidden > 0 and not selection.everything:
+        ids = ", ".join(run or "(no run id)" for run in selection.run_ids)
+        console.print(
+            f"showing run {ids}; {plural(hidden, 'older run')} in the file (--all, --run ID)",
+            style="dim",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Tune
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int]) -> str:
+    """Per-minute counts as block characters, tallest for the busiest minute."""
+    top = max(values, default=0)
+    if top == 0:
+        return _SPARKS[0] * len(values)
+    return "".join(_SPARKS[min(7, value * 8 // (top + 1))] for value in values)
+
+
+def _figures_rows(table: Table, name: str, figures: SettingFigures, limits: Limits) -> None:
+    s = figures.settings
+    labels = (name, f"{plural(s.batch_size, 'event')} / {s.batch_interval:g} s")
+    for label, (rate, at) in zip(
+        labels, (("p50", figures.at_p50), ("p95", figures.at_p95)), strict=True
+    ):
+        over_writes = at.writes_per_minute > limits.max_writes_per_minute
+        over_loss = at.loss_seconds > limits.max_loss_seconds
+        table.add_row(
+            label,
+            f"{rate} {at.rate:,.1f}/s",
+            Text(f"{at.writes_per_minute:,.1f}", style="red" if over_writes else ""),
+            Text(
+                f"{at.loss_seconds:,.1f} s ({plural(round(at.loss_events), 'event')})",
+                style="red" if over_loss else "",
+            ),
+        )
+
+
+def tuning_renderable(tuning: Tuning) -> Group:
+    """The traffic measured, current and recommended settings' figures, the TOML to paste."""
+    t, limits = tuning.traffic, tuning.limits
+    runs = ", ".join(run or "(no run id)" for run in tuning.runs) or "-"
+    minutes = len(t.per_minute)
+    table = Table(
+        title=f"Limits: a crash loses ≤ {limits.max_loss_seconds:g} s at p95 traffic, "
+        f"≤ {limits.max_writes_per_minute:g} writes/min",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for header in ("setting", "traffic", "writes/min", "a SIGKILL loses"):
+        table.add_column(header, justify="left" if header == "setting" else "right", no_wrap=True)
+    if tuning.current is not None:
+        _figures_rows(table, "current", tuning.current, limits)
+    _figures_rows(table, "recommended", tuning.recommended, limits)
+    parts: list[Any] = [
+        Text.assemble(("Traffic ", "bold"), (", ".join(tuning.files), "cyan"), f"  run {runs}"),
+        Text(
+            f"{plural(t.events, 'event')} over {t.span_s:,.0f} s "
+            f"({plural(minutes, 'minute')} measured): median {t.rate_p50:,.2f}/s, "
+            f"p95 {t.rate_p95:,.2f}/s, busiest minute {t.rate_peak:,.2f}/s, busiest 10 s "
+            f"{t.burst_rate:,.2f}/s; {plural(t.burst_minutes, 'minute')} over twice the median",
+            no_wrap=False,
+        ),
+        Text(f"events per minute: {sparkline(t.per_minute)}", style="dim", overflow="fold"),
+        table,
+    ]
+    if tuning.current is None:
+        parts.append(Text("current settings unknown: no stats event in this run", style="dim"))
+    parts += [
+        Text("Paste into the bot's TOML config (top-level keys):", style="bold"),
+        Text(tuning.recommended.settings.toml()),
+    ]
+    return Group(*parts)
+
+
+def print_tuning(console: Console, tuning: Tuning) -> None:
+    console.print(tuning_renderable(tuning))

@@ -18,11 +18,12 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from botctl.console import console, err_console
+from botctl.analyze.stats import ProfileError, load_profile, profile_totals, top_functions
+from botctl.console import console, err_console, plural
 from botctl.errors import BotctlError
-from botctl.profiling.inprocess import format_size
-from botctl.profiling.modes import ProfileRequest, ProfileResult, memory_prefix
-from botctl.reporters.analyze import short_path, top_table
+from botctl.profile.request import ProfileRequest, ProfileResult, memory_prefix
+from botctl.profile.shared import format_size
+from botctl.reporters.analyze import fit_path, remaining_width, short_path, top_table
 
 _WHAT = {
     "cprofile": "cProfile",
@@ -34,13 +35,13 @@ _WHAT = {
 def guide_text() -> str:
     try:
         return (
-            importlib.resources.files("botctl.profiling")
+            importlib.resources.files("botctl.profile")
             .joinpath("guide.md")
             .read_text(encoding="utf-8")
         )
     except OSError:
         raise BotctlError(
-            "the profiling guide (botctl/profiling/guide.md) is missing from this installation; "
+            "the profiling guide (botctl/profile/guide.md) is missing from this installation; "
             "reinstall botctl"
         ) from None
 
@@ -107,27 +108,44 @@ class ProfileReporter:
 
     def _written(self, result: ProfileResult) -> None:
         table = Table(box=box.SIMPLE_HEAD, title="Written", title_justify="left")
-        table.add_column("file", overflow="fold")
-        table.add_column("what")
-        table.add_column("size", justify="right")
+        rows = []
         for out in result.outputs:
             try:
                 size = format_size(out.path.stat().st_size)
             except OSError:
                 size = "missing"
-            table.add_row(Text(str(out.path), style="cyan"), out.kind, size)
+            rows.append((str(out.path), out.kind, size))
+        # The paths are printed whole under "Look at it"; here they give way to the file name.
+        room = remaining_width(
+            console.width, [["what", *(r[1] for r in rows)], ["size", *(r[2] for r in rows)]]
+        )
+        table.add_column("file", overflow="fold")
+        table.add_column("what", no_wrap=True)
+        table.add_column("size", justify="right", no_wrap=True)
+        for path, kind, size in rows:
+            table.add_row(Text(fit_path(path, room), style="cyan"), kind, size)
         console.print(table)
 
     def _bot(self, result: ProfileResult) -> None:
         throughput = result.throughput
         lines: list[str] = []
         if throughput is not None:
+            took = (
+                f"the bot took {plural(throughput.messages, 'message')} and answered "
+                f"{throughput.replies:,} of them"
+            )
+            if throughput.replies_in_window is None:
+                rate = f"over its {throughput.window_s:.1f} s (start-up included)"
+            else:
+                rate = (
+                    f"{plural(throughput.replies_in_window, 'reply', 'replies')} while the "
+                    f"traffic flowed ({throughput.window_s:.1f} s from the first message to the "
+                    "last)"
+                )
             lines.append(
-                f"the bot took {throughput.messages:,} messages and answered "
-                f"{throughput.replies:,} of them over {throughput.window_s:.1f} s of traffic: "
-                f"{throughput.replies_per_s:.1f} replies/s while profiled (from "
-                f"{throughput.source}); compare with a plain `botctl run` of the same options "
-                "to see the profiler's cost"
+                f"{took}; {rate}: {throughput.replies_per_s:.1f} replies/s while profiled "
+                f"(from {throughput.source}); compare with a plain `botctl run` of the same "
+                "options to see the profiler's cost"
             )
         elif result.bot is not None:
             lines.append("the bot's throughput is unknown (no summary, no metrics of this run)")
@@ -140,8 +158,6 @@ class ProfileReporter:
             console.print(result.bot.summary_text, markup=False, highlight=False)
 
     def _cprofile(self, result: ProfileResult) -> None:
-        from botctl.profiles import ProfileError, load_profile, profile_totals, top_functions
-
         path = result.primary
         try:
             stats = load_profile(path)
@@ -155,6 +171,7 @@ class ProfileReporter:
                 path=shown,
                 totals=totals,
                 sort="tottime",
+                width=console.width,
             )
         )
         regex = bot_code_regex()
@@ -164,6 +181,7 @@ class ProfileReporter:
                 path=shown,
                 totals=totals,
                 sort="cumulative",
+                width=console.width,
             )
             table.title = "The bot's own functions (bot/), by cumulative time"
             console.print(table)
@@ -174,7 +192,7 @@ class ProfileReporter:
             return
         figures = []
         if info.samples is not None:
-            figures.append(f"{info.samples:,} samples, {info.errors or 0} errors")
+            figures.append(f"{plural(info.samples, 'sample')}, {plural(info.errors or 0, 'error')}")
         figures.append(shlex.join(["py-spy", *info.command[1:]]))
         console.print("; ".join(figures), highlight=False, soft_wrap=True)
 
@@ -189,7 +207,7 @@ class ProfileReporter:
         console.print(
             f"growth over {report['ended_at'] - report['baseline_at']:.1f} s from "
             f"{report['baseline']}: {format_size(totals['size_diff'], signed=True)} in "
-            f"{totals['count_diff']:+,} blocks; traced peak {format_size(traced['peak'])} "
+            f"{totals['count_diff']:+,} block{'' if abs(totals['count_diff']) == 1 else 's'}; traced peak {format_size(traced['peak'])} "
             f"(after start-up {format_size(traced['peak_after_startup'])}); "
             f"{report['frames']} frames per traceback",
             highlight=False,
@@ -219,7 +237,7 @@ class ProfileReporter:
     def _memray(self, report: dict[str, Any], top: int) -> None:
         console.print(
             f"peak heap {format_size(report['peak_memory'])}; "
-            f"{report['total_allocations']:,} allocations",
+            f"{plural(report['total_allocations'], 'allocation')}",
             highlight=False,
         )
         table = Table(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from botctl.errors import BotctlError
+from botctl.profile.launcher import countdown
 
 PySpyFormat = Literal["flamegraph", "speedscope", "raw"]
 FORMATS: tuple[PySpyFormat, ...] = ("flamegraph", "speedscope", "raw")
@@ -132,8 +133,6 @@ def record(
 
     Ctrl-C is passed on to py-spy as SIGINT, on which it writes what it has sampled.
     """
-    from botctl.profiling.launcher import countdown
-
     output.parent.mkdir(parents=True, exist_ok=True)
     command = build_command(pyspy_binary(), pid, output, duration, options)
     chunks: list[str] = []

@@ -1,4 +1,4 @@
-"""Tests of ``botctl.profiles`` on real cProfile output of two different workloads."""
+"""Tests of ``botctl.analyze.stats`` on real cProfile output of two different workloads."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from botctl.profiles import (
+from botctl.analyze.stats import (
     ProfileError,
     as_sort_key,
     diff_profiles,

@@ -14,7 +14,6 @@ terminal, where its errors belong.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -27,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from botctl.console import err_console
 from botctl.errors import BotctlError
+from botctl.interrupts import Interrupts
+from botctl.profile.shared import FAILURE_PREFIX
+from botctl.profile.throughput import SUMMARY_TITLE, Throughput, throughput
 
 BANNER_PREFIX = "botctl run"
 STARTUP_TIMEOUT = 90.0
@@ -36,10 +41,7 @@ KILL_WAIT = 5.0
 POLL = 0.1
 
 _METRICS_LINE = re.compile(r"^\s*metrics\s*:\s*(?P<path>\S.*?)\s*$")
-_MESSAGES_ROW = re.compile(r"\bmessages\b\W+(?P<count>\d+)\s+\((?P<rate>[\d.]+)/s\)")
-_REPLIES_ROW = re.compile(r"\breplies\b\W+(?P<count>\d+)\s+\((?P<errors>\d+) errors?\)")
 _TABLE_CHARS = frozenset("+|-=" + "".join(chr(c) for c in range(0x2500, 0x2580)))
-_SUMMARY_TITLE = re.compile(r"Summary (?:of run \w+ )?\((?P<elapsed>[\d.]+) s\)")
 
 
 def bot_command(run_args: Sequence[str], python: str = sys.executable) -> list[str]:
@@ -60,24 +62,6 @@ def read_peak_rss_kib(pid: int) -> int | None:
 
 
 @dataclass(slots=True)
-class Throughput:
-    """How much the bot answered while profiled: the profiler's cost shows here."""
-
-    messages: int
-    replies: int
-    window_s: float
-    source: str
-
-    @property
-    def replies_per_s(self) -> float:
-        return self.replies / self.window_s if self.window_s > 0 else 0.0
-
-    @property
-    def messages_per_s(self) -> float:
-        return self.messages / self.window_s if self.window_s > 0 else 0.0
-
-
-@dataclass(slots=True)
 class BotExit:
     """What the launched bot did: its exit, its captured stdout and figures read from it."""
 
@@ -92,13 +76,14 @@ class BotExit:
     metrics_file: Path | None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     @property
     def summary_text(self) -> str:
         """The bot's own summary table (from its title line on), or ``""``."""
         lines = self.stdout.splitlines()
         for i, line in enumerate(lines):
-            if _SUMMARY_TITLE.search(line):
+            if SUMMARY_TITLE.search(line):
                 table = [line]
                 # The table ends at its last border; a wrapper (memray) may print after it.
                 for row in lines[i + 1 :]:
@@ -109,61 +94,8 @@ class BotExit:
         return ""
 
     def throughput(self) -> Throughput | None:
-        """From the metrics file's events of this run, else from the bot's summary table."""
-        if self.metrics_file is not None:
-            found = throughput_from_metrics(self.metrics_file, since=self.launched_at)
-            if found is not None:
-                return found
-        return throughput_from_summary(self.stdout)
-
-
-def throughput_from_metrics(path: Path, since: float) -> Throughput | None:
-    """Replies per second while the traffic flowed (first to last message at or after ``since``).
-
-    Replies after the last message are left out: they are the queue draining at the stop, and
-    would make a saturated bot look faster than it is.
-    """
-    message_ts: list[float] = []
-    reply_ts: list[float] = []
-    try:
-        with open(path, "rb") as f:
-            for raw in f:
-                try:
-                    event = json.loads(raw)
-                    ts = float(event["ts"])
-                    kind = event["type"]
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if ts < since:
-                    continue
-                if kind == "message":
-                    message_ts.append(ts)
-                elif kind == "reply":
-                    reply_ts.append(ts)
-    except OSError:
-        return None
-    if len(message_ts) < 2:
-        return None
-    first, last = min(message_ts), max(message_ts)
-    if last <= first:
-        return None
-    replies = sum(1 for ts in reply_ts if first <= ts <= last)
-    return Throughput(len(message_ts), replies, last - first, f"metrics file {path}")
-
-
-def throughput_from_summary(stdout: str) -> Throughput | None:
-    """The ``messages``/``replies`` rows of ``botctl run``'s summary (start-up included)."""
-    title = _SUMMARY_TITLE.search(stdout)
-    messages = _MESSAGES_ROW.search(stdout)
-    if title is None or messages is None:
-        return None
-    replies = _REPLIES_ROW.search(stdout)
-    return Throughput(
-        messages=int(messages["count"]),
-        replies=int(replies["count"]) if replies else 0,
-        window_s=float(title["elapsed"]),
-        source="the bot's summary (start-up included)",
-    )
+        """Counts from the bot's summary, the rate from this run's metrics events."""
+        return throughput(self.stdout, self.metrics_file, since=self.launched_at)
 
 
 @dataclass(slots=True)
@@ -182,10 +114,6 @@ def countdown(
 ) -> Countdown:
     """Wait ``duration`` s with a progress bar on stderr; early when ``alive()`` turns false or
     on Ctrl-C (which is then swallowed: the caller stops the bot in order)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from botctl.console import err_console
-
     started = time.monotonic()
     interrupted = ended_early = False
     progress = Progress(
@@ -234,6 +162,7 @@ class LaunchedBot:
         self.up_at: float | None = None
         self.peak_rss_kib: int | None = None
         self.metrics_file: Path | None = None
+        self.failures: list[str] = []  # profiles the bot said it could not write
         self._process: subprocess.Popen[str] | None = None
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -306,6 +235,8 @@ class LaunchedBot:
                     self._banner.set()
                 if self.metrics_file is None and (match := _METRICS_LINE.match(line)):
                     self.metrics_file = Path(match["path"])
+                if stripped.startswith(FAILURE_PREFIX):
+                    self.failures.append(stripped.removeprefix(FAILURE_PREFIX))
 
     def stdout(self) -> str:
         with self._lock:
@@ -363,13 +294,15 @@ class LaunchedBot:
                 self.sample_rss()  # writing a profile can grow the bot at the very end
                 time.sleep(POLL)
         except KeyboardInterrupt:
-            notes.append("stop interrupted by Ctrl-C")
+            # A second Ctrl-C (or SIGTERM) while the bot stops: the user will not wait more.
+            notes.append(f"{Interrupts.describe()} during the stop: the bot was not waited for")
         if self._process.poll() is None:
             self._kill_group()
             killed = True
             notes.append(
-                f"the bot did not stop within {self.stop_timeout:.0f} s of SIGTERM; its process "
-                "group was killed (SIGKILL), so what it had not written is lost"
+                f"the bot did not stop within {self.stop_timeout:.0f} s of SIGTERM, or was "
+                "not waited for; its process group was killed (SIGKILL), so what it had not "
+                "written is lost"
             )
         self._finish_reader()
         self._exit = BotExit(
@@ -384,6 +317,7 @@ class LaunchedBot:
             metrics_file=self.metrics_file,
             interrupted=interrupted,
             notes=notes,
+            failures=list(self.failures),
         )
         return self._exit
 
@@ -399,8 +333,6 @@ class LaunchedBot:
             self._reader.join(timeout=KILL_WAIT)
 
     def _echo_output(self) -> None:
-        from botctl.console import err_console
-
         text = self.stdout().rstrip()
         if text:
             err_console.print(text, markup=False, highlight=False)

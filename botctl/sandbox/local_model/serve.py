@@ -1,8 +1,10 @@
 """llama.cpp's OpenAI-compatible server in this process, through ``xllamacpp`` (the child's job).
 
 ``xllamacpp.Server(params)`` loads the model and serves HTTP from its own threads; it returns once
-the socket listens, and the server stops when the object is released. Nothing here is async: the
-child's main thread only waits for a signal, so llama.cpp has the process to itself.
+the socket listens. Releasing the object stops the server, but with a stream in flight its
+destructor can hang (xllamacpp 2026.10), so the child ends by exiting its process instead: there is
+no ``stop`` here on purpose. Nothing here is async: the child's main thread only waits for a
+signal, so llama.cpp has the process to itself.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def _wait_healthy(base_url: str, timeout: float) -> None:
 
 
 class LlamaServer:
-    """A started llama.cpp server; :meth:`stop` releases it (idempotent)."""
+    """A started llama.cpp server, serving until its process exits."""
 
     def __init__(self, params: ServerParams, health_timeout: float = HEALTH_TIMEOUT) -> None:
         _check_port(params.port)
@@ -124,8 +126,3 @@ class LlamaServer:
                 "xllamacpp": self.version,
             }
         )
-
-    def stop(self) -> None:
-        # Releasing the object runs llama.cpp's ~Server: it ends streams in flight and joins its
-        # threads (~0.7 s measured with a stream in flight).
-        self._server = None

@@ -26,6 +26,8 @@ async def serve_real(port: int, gguf: Path | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         url = await model.start()
+        if stop.is_set():  # Ctrl-C while it loaded: no banner for a server about to stop
+            return
         info = model.info
         threads = int(str(info["threads"]))
         console.print(

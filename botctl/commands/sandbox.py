@@ -1,5 +1,5 @@
 """``botctl sandbox``: run the sandbox's servers on their own — ``llm``, an LLM speaking Ollama's
-API and the OpenAI-compatible one.
+API and the OpenAI-compatible one, or with ``--real`` a real model (llama.cpp's server, SmolLM2).
 
 Only Typer is imported at module level (``botctl --help`` must not import aiohttp); the server
 loads inside the command.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,21 +39,31 @@ _LLM_HELP = (
     "deterministic text, the same on both, so any client of either API can be developed and "
     "load-tested against it.\n\n"
     "Ask [bold]!long N[/] for an N-character answer, [bold]!echo TEXT[/] for TEXT verbatim, "
-    "[bold]!cite[/] for an answer citing [1]."
+    "[bold]!cite[/] for an answer citing [1].\n\n"
+    "With [bold]--real[/], serve a real model instead: llama.cpp's own OpenAI-compatible server "
+    "with the SmolLM2-135M-Instruct that [bold]make local-model[/] installs, or [bold]--gguf FILE[/]. "
+    "Offline, one CPU thread; answers are slow and poor (a 135M model) but real."
 )
+
+# Ports when --port is not given: Ollama's for the canned LLM, llama.cpp server's for --real.
+_CANNED_PORT = 11434
+_REAL_PORT = 8080
 
 
 @app.command("llm", help=_LLM_HELP)
 def llm(
+    ctx: typer.Context,
     port: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--port",
             min=0,
             max=65535,
-            help="Port on 127.0.0.1 ([bold]0[/] picks a free one). Ollama's own default is 11434.",
+            show_default=False,
+            help="Port on 127.0.0.1 ([bold]0[/] picks a free one). Default 11434 (Ollama's), "
+            "8080 with [bold]--real[/] (llama.cpp server's).",
         ),
-    ] = 11434,
+    ] = None,
     latency: Annotated[
         float,
         typer.Option("--latency", min=0.0, help="Seconds before the first token of each answer."),
@@ -73,16 +84,58 @@ def llm(
             "as llama.cpp's server does for [bold]/api/*[/]).",
         ),
     ] = Api.both,
+    real: Annotated[
+        bool,
+        typer.Option(
+            "--real",
+            help="Serve a real model (llama.cpp's server; OpenAI-compatible API only) instead of "
+            "canned answers. Needs [bold]make local-model[/].",
+        ),
+    ] = False,
+    gguf: Annotated[
+        Path | None,
+        typer.Option(
+            "--gguf",
+            dir_okay=False,
+            help="With [bold]--real[/]: the GGUF model file to serve (default: the packaged "
+            "SmolLM2-135M-Instruct).",
+        ),
+    ] = None,
 ) -> None:
     """Serve a sandbox LLM (Ollama and OpenAI-compatible APIs) on 127.0.0.1 until Ctrl-C."""
     import asyncio
 
-    if math.isnan(latency) or math.isnan(tokens_per_second):
-        from botctl.errors import BotctlError
+    from botctl.errors import BotctlError
 
+    if real:
+        # By the enum's name: Typer ships its own copy of click, whose ParameterSource is private.
+        shaped = [
+            flag
+            for flag, param in (
+                ("--latency", "latency"),
+                ("--tokens-per-second", "tokens_per_second"),
+            )
+            if getattr(ctx.get_parameter_source(param), "name", "DEFAULT") != "DEFAULT"
+        ]
+        if shaped:
+            raise BotctlError(
+                f"--real runs the model at its own speed; drop {' and '.join(shaped)}"
+            )
+        if api is Api.ollama:
+            raise BotctlError(
+                "--real speaks the OpenAI-compatible API only (llama.cpp's server has no /api/*); "
+                "drop --api ollama"
+            )
+        from botctl.commands.sandbox_real import serve_real
+
+        asyncio.run(serve_real(_REAL_PORT if port is None else port, gguf))
+        return
+    if gguf is not None:
+        raise BotctlError("--gguf needs --real (the canned LLM serves no model file)")
+    if math.isnan(latency) or math.isnan(tokens_per_second):
         raise BotctlError("--latency and --tokens-per-second must be numbers")
     apis = ("ollama", "openai") if api is Api.both else (api.value,)
-    asyncio.run(_serve(port, latency, tokens_per_second, apis))
+    asyncio.run(_serve(_CANNED_PORT if port is None else port, latency, tokens_per_second, apis))
 
 
 async def _serve(

@@ -198,6 +198,7 @@ class MetricsService:
         # reads one run at a time, so appended runs never mix.
         self.run_id = run_id or secrets.token_hex(3)
         self._fields = {"run": self.run_id, **(fields or {})}
+        self._observers: list[Callable[[dict[str, Any]], None]] = []
 
         self._buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
         self._counts: dict[str, int] = {}
@@ -250,6 +251,13 @@ class MetricsService:
             counts[_OTHER_TYPES] = counts.get(_OTHER_TYPES, 0) + 1
         if len(buffer) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
+        for observe in self._observers:
+            observe(event)
+
+    def add_observer(self, observe: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``observe(event)`` with every event as it is logged (a live view, an exporter);
+        the event is the dict written to the file: read it, never change it."""
+        self._observers.append(observe)
 
     # -- writing -----------------------------------------------------------------------------
 

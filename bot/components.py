@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.context import Summaries
 from bot.dedup import RequestDeduplicator
 from bot.engine import ChatEngine
 from bot.history import ChatHistoryManager
+from bot.knowledge import Knowledge
 from bot.llm import transport_for
 from bot.llm.http import HTTPTransport
 from bot.metrics import MetricsService
 from bot.models import ModelSet
+from bot.personas import PersonaSet
 from bot.routing import ModelSpec
 from bot.settings import Settings
 
@@ -99,6 +102,8 @@ class Components:
             return transport_for(spec.api, spec.url, timeout=settings.llm_timeout, api_key=key)
 
         self.models = ModelSet(specs, settings.routing, make, default=settings.model)
+        self.personas = PersonaSet(settings.personas, settings.persona_rules)
+        self.summaries = Summaries(settings.history_channels)
         self.engine = ChatEngine(
             self.models,
             self.history,
@@ -106,7 +111,18 @@ class Components:
             self.flights,
             system_prompt=settings.system_prompt,
             dedup=settings.dedup,
+            context_tokens=settings.context_tokens,
+            personas=self.personas,
+            kb=settings.kb,
+            summaries=self.summaries,
         )
+        kb_paths = {p for p in (settings.kb, *(x.kb for x in settings.personas.values())) if p}
+        self.knowledge: Knowledge | None = None
+        if kb_paths:
+            # Opened now: a missing or corrupt knowledge base stops the start-up in one line.
+            self.knowledge = Knowledge(self.engine, window=settings.dedup_window)
+            self.knowledge.open_all(sorted(kb_paths))
+            self.engine.knowledge = self.knowledge
         self._started = False
         self._closed = False
 
@@ -124,4 +140,9 @@ class Components:
             await self.models.close()
         except Exception:
             log.exception("closing the LLM transports failed; flushing metrics anyway")
+        if self.knowledge is not None:
+            try:
+                await self.knowledge.close()
+            except Exception:
+                log.exception("closing the knowledge bases failed; flushing metrics anyway")
         await self.metrics.stop_batch_flush_task()

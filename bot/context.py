@@ -72,7 +72,9 @@ def fold_count(history_len: int, limit: int, over_budget: bool) -> int:
     return half - half % 2
 
 
-def summary_request(previous: str | None, turns: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+def summary_request(
+    previous: str | None, turns: Sequence[Mapping[str, Any]]
+) -> list[dict[str, str]]:
     """The messages asking the LLM to extend ``previous`` with ``turns``."""
     transcript = "\n".join(f"{m.get('role', 'user')}: {m.get('content') or ''}" for m in turns)
     earlier = f"Summary so far: {previous}\n\n" if previous else ""

@@ -1,60 +1,80 @@
 """The chat engine: what the bot does with a question, free of any chat transport (no discord).
 
-One async generator, :meth:`ChatEngine.answer`, is the whole path of an answer: it builds the
-request (system prompt, the conversation's history, the question — nothing per user or per moment,
-so the same question asked at once in fresh conversations is one request), keys it, leads or joins
-its flight, yields the text as it arrives, and in one ``finally`` logs the ``llm_call`` event and
-records the exchange in the history once the answer is complete. The transport below it knows
-nothing of dedup or metrics; the delivery above it knows nothing of the LLM.
-
-``take_message``, ``log_reply``, ``log_command`` and ``log_error`` are the other metrics events,
-which never carry message text or model output (lengths and counts only).
+One async generator, :meth:`ChatEngine.answer`, is the whole path of an answer. It picks the
+persona and the route of models, retrieves sources once per distinct question when a knowledge base
+applies, builds the request inside the model's context (folding the oldest turns into a summary
+when the conversation outgrew it), keys it, leads or joins its flight, yields the text as it
+arrives, and for each try logs one ``llm_call`` event in a ``finally``; once the answer is complete
+it records the exchange and yields the sources line. Nothing in the request varies per user or per
+moment, so the same question asked at once in fresh conversations is one request. The transports
+below know nothing of dedup or metrics; the delivery above knows nothing of the LLM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from bot.context import (
+    SUMMARY_PREFIX,
+    Summaries,
+    answer_room,
+    count_tokens,
+    estimate_tokens,
+    fold_count,
+    summary_request,
+)
 from bot.dedup import RequestDeduplicator
 from bot.history import ChatHistoryManager
+from bot.kb import PromptBlock, prompt_block, sources_footer
+from bot.knowledge import Knowledge
 from bot.llm.errors import LLMError, LLMResponseError
 from bot.llm.types import ChatRequest, Chunk, Done
 from bot.metrics import MetricsService
-from bot.models import Model, ModelSet, Traits
-from bot.percentile import percentile
+from bot.models import Model, ModelSet, Route, Traits
+from bot.personas import Persona, PersonaSet
 from bot.settings import DEFAULT_SYSTEM_PROMPT
+from bot.tally import Tally
 
 __all__ = ["ChatEngine", "Question"]
 
-# Reply latencies kept for the end-of-run percentiles: the most recent ones, bounded.
-_LATENCY_SAMPLES = 100_000
+Message = Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    """A question to answer: the conversation it belongs to and its text (mention removed)."""
+    """A question to answer. ``context`` (a reply chain, oldest first) replaces the
+    conversation's history; ``images`` are base64; ``files`` are attachment names (for rules)."""
 
     conversation: str
     text: str
     channel: int | None = None
+    channel_name: str | None = None
+    context: tuple[Message, ...] | None = None
+    images: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
 
     def traits(self) -> Traits:
-        return Traits(self.text, self.channel, tokens=estimate_tokens(self.text))
+        return Traits(
+            self.text, self.channel, len(self.images), self.files, estimate_tokens(self.text)
+        )
 
 
-def estimate_tokens(text: str) -> int:
-    """About four characters a token (English prose with common tokenizers)."""
-    return (len(text) + 3) // 4
+@dataclass(frozen=True, slots=True)
+class Plan:
+    persona: Persona | None
+    route: Route
+    sources: PromptBlock | None
+    messages: list[Message]
 
 
-class ChatEngine:
-    """Builds requests from history, routes them, streams answers through the flights, logs."""
+class ChatEngine(Tally):
+    """Routes questions, streams answers through the flights, keeps conversations, logs events."""
 
     def __init__(
         self,
@@ -65,32 +85,29 @@ class ChatEngine:
         *,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         dedup: bool = True,
+        context_tokens: int = 4096,
+        personas: PersonaSet | None = None,
+        knowledge: Knowledge | None = None,
+        kb: Path | None = None,
+        summaries: Summaries | None = None,
     ) -> None:
+        super().__init__(metrics)
         self.models = models
         self.history = history
-        self.metrics = metrics
         self.flights = flights
         self.system_prompt = system_prompt
         self.dedup = dedup
-        self._system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        self._messages = 0
-        self._commands = 0
-        self._replies: Counter[str] = Counter()
-        self._errors: Counter[str] = Counter()
-        self._llm_roles: Counter[str] = Counter()
-        self._llm_errors = 0
-        self._reply_latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        self.context_tokens = context_tokens
+        self.personas = personas or PersonaSet({})
+        self.knowledge = knowledge
+        self.kb = kb
+        self.summaries = summaries or Summaries()
+        self.history_limit = history.get_stats()["max_messages"]
 
-    # -- the conversation ----------------------------------------------------------------------
+    # -- the answer ----------------------------------------------------------------------------
 
-    def build_messages(self, question: Question) -> list[dict[str, Any]]:
-        """The system prompt, the conversation's history, then the question."""
-        messages: list[dict[str, Any]] = [
-            *self._system,
-            *self.history.get_history(question.conversation),
-        ]
-        messages.append({"role": "user", "content": question.text})
-        return messages
+    def persona_for(self, question: Question) -> Persona | None:
+        return self.personas.pick(question.channel, question.channel_name, question.text)
 
     async def answer(self, question: Question) -> AsyncIterator[str]:
         """The answer's text as it arrives; raises :class:`LLMError` when the LLM fails.
@@ -98,25 +115,19 @@ class ChatEngine:
         The route's models are tried in order while each fails before its first token; each try
         is one ``llm_call`` event (``route`` says why that model: default, channel, rule, fallback).
         """
-        messages = self.build_messages(question)
-        route = self.models.route(question.traits())
+        plan = await self.plan(question)
+        persona, route, block, messages = plan.persona, plan.route, plan.sources, plan.messages
         parts: list[str] = []
         last = len(route.models) - 1
         for attempt, model in enumerate(route.models):
-            request = ChatRequest(model.spec.model, messages, model.spec.options)
+            options = _merged(model.spec.options, persona.options if persona else None)
+            request = ChatRequest(model.spec.model, messages, options)
             reason = route.reason if attempt == 0 else "fallback"
             started = time.perf_counter()
             first: float | None = None
             done: Done | None = None
             error: BaseException | None = None
-            chunks: AsyncIterator[Chunk]
-            role: str
-            if self.dedup:
-                key = request.key(model.spec.api, model.transport.base_url)
-                subscription = self.flights.join(key, partial(model.stream, request))
-                chunks, role = subscription, subscription.role
-            else:
-                chunks, role = model.stream(request), "off"
+            chunks, role = self._open(model, request)
             try:
                 async for chunk in chunks:
                     if type(chunk) is str:
@@ -137,13 +148,125 @@ class ChatEngine:
                 error = exc
                 raise
             finally:
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                self._llm_call(model, reason, role, started, first, done, error)
-            self.history.add_message(question.conversation, "user", question.text)
-            self.history.add_message(question.conversation, "assistant", "".join(parts))
+                await _close(chunks)
+                self._llm_call(model, reason, role, started, first, done, error, persona=persona)
+            text = "".join(parts)
+            if question.context is None:
+                self.history.add_message(question.conversation, "user", question.text)
+                self.history.add_message(question.conversation, "assistant", text)
+            if block is not None:
+                footer = sources_footer(text, block.hits)
+                if footer:
+                    yield f"\n\n{footer}"
             return
+
+    async def plan(self, question: Question) -> Plan:
+        """Persona, route, sources and the messages an answer to ``question`` sends now (folding
+        the oldest turns into the summary first when the conversation outgrew its budget)."""
+        persona = self.persona_for(question)
+        route = self.models.route(question.traits(), preferred=persona.model if persona else None)
+        first_model = route.models[0]
+        options = _merged(first_model.spec.options, persona.options if persona else None)
+        budget = self._budget(first_model, options)
+        block = await self._sources(question, persona, budget)
+        messages = await self._prompt(question, persona, block, first_model, budget)
+        return Plan(persona, route, block, messages)
+
+    def _open(self, model: Model, request: ChatRequest) -> tuple[AsyncIterator[Chunk], str]:
+        if not self.dedup:
+            return model.stream(request), "off"
+        key = request.key(model.spec.api, model.transport.base_url)
+        subscription = self.flights.join(key, partial(model.stream, request))
+        return subscription, subscription.role
+
+    def _budget(self, model: Model, options: Mapping[str, Any] | None) -> int:
+        context = model.spec.context_tokens or self.context_tokens
+        return context - answer_room(context, options)
+
+    async def _sources(
+        self, question: Question, persona: Persona | None, budget: int
+    ) -> PromptBlock | None:
+        path = persona.kb if persona is not None and persona.kb is not None else self.kb
+        if path is None or self.knowledge is None:
+            return None
+        found = await self.knowledge.lookup(path, question.text)
+        block = prompt_block(found.hits, budget // 3)
+        return block if block.hits else None
+
+    async def _prompt(
+        self,
+        question: Question,
+        persona: Persona | None,
+        block: PromptBlock | None,
+        model: Model,
+        budget: int,
+    ) -> list[Message]:
+        """System prompt, sources, summary, history, question — inside ``budget`` tokens."""
+        system = persona.system_prompt if persona is not None else self.system_prompt
+        head: list[Message] = [{"role": "system", "content": system}] if system else []
+        if block is not None:
+            head.append({"role": "system", "content": block.text})
+        user: dict[str, Any] = {"role": "user", "content": question.text}
+        if question.images:
+            user["images"] = list(question.images)
+        conversation = question.conversation
+        if question.context is not None:
+            history: list[Message] = list(question.context)
+            summary = None
+        else:
+            history = list(self.history.get_history(conversation))
+            summary = self.summaries.get(conversation)
+
+        def assemble() -> list[Message]:
+            shown = [{"role": "system", "content": SUMMARY_PREFIX + summary}] if summary else []
+            return [*head, *shown, *history, user]
+
+        messages = assemble()
+        if question.context is None:
+            fold = fold_count(len(history), self.history_limit, count_tokens(messages) > budget)
+            if fold:
+                summary = await self._summarize(conversation, summary, history[:fold], model)
+                self.history.trim(conversation, fold, history[0])
+                history = history[fold:]
+                messages = assemble()
+        while count_tokens(messages) > budget and history:
+            history = history[2:]  # still too long (huge messages): the oldest exchange goes
+            messages = assemble()
+        return messages
+
+    async def _summarize(
+        self, conversation: str, previous: str | None, turns: Sequence[Message], model: Model
+    ) -> str | None:
+        """One summary call (deduplicated like any request); ``previous`` kept if it fails."""
+        request = ChatRequest(
+            model.spec.model, summary_request(previous, turns), model.spec.options
+        )
+        started = time.perf_counter()
+        first: float | None = None
+        done: Done | None = None
+        error: BaseException | None = None
+        parts: list[str] = []
+        chunks, role = self._open(model, request)
+        try:
+            async for chunk in chunks:
+                if type(chunk) is str:
+                    first = first or time.perf_counter()
+                    parts.append(chunk)
+                elif isinstance(chunk, Done):
+                    done = chunk
+        except LLMError as exc:
+            error = exc
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await _close(chunks)
+            self._llm_call(model, "default", role, started, first, done, error, purpose="summary")
+        text = "".join(parts).strip()
+        if error is not None or not text:
+            return previous
+        self.summaries.set(conversation, text)
+        return text
 
     def _llm_call(
         self,
@@ -154,16 +277,19 @@ class ChatEngine:
         first: float | None,
         done: Done | None,
         error: BaseException | None,
+        *,
+        persona: Persona | None = None,
+        purpose: str = "answer",
     ) -> None:
         ended = time.perf_counter()
         status = "ok"
         if error is None:
-            self._llm_roles[role] += 1
+            self.count_llm(role)
         elif isinstance(error, GeneratorExit | asyncio.CancelledError):
             status = "cancelled"  # the caller left (a stop, a reply given up): not the LLM's fault
         else:
             status = "error"
-            self._llm_errors += 1
+            self.count_llm(None, failed=True)
             self.log_error("llm", error)
         model.calls[status] += 1
         self.metrics.log_event(
@@ -172,6 +298,8 @@ class ChatEngine:
                 "model": model.name,
                 "route": route,
                 "api": model.spec.api,
+                "purpose": purpose,
+                "persona": persona.name if persona is not None else None,
                 "latency_ms": round((ended - started) * 1000, 3),
                 "ttft_ms": None if first is None else round((first - started) * 1000, 3),
                 "tokens_in": done.tokens_in if done is not None else None,
@@ -183,70 +311,9 @@ class ChatEngine:
         )
 
     def reset(self, conversation: str) -> bool:
-        """Forget the conversation's history; ``True`` if there was one."""
+        """Forget the conversation's history and summary; ``True`` if there was a history."""
+        self.summaries.clear(conversation)
         return self.history.clear(conversation)
-
-    # -- events (never any text) ---------------------------------------------------------------
-
-    def take_message(self, channel: str, user: str, text: str, *, source: str = "mention") -> None:
-        """A user message was taken: logs its length, never its text."""
-        self._messages += 1
-        self.metrics.log_event(
-            "message", {"channel": channel, "user": user, "length": len(text), "source": source}
-        )
-
-    def log_reply(
-        self, channel: str, *, latency_ms: float, parts: int, chars: int, edits: int, status: str
-    ) -> None:
-        self._replies[status] += 1
-        self._reply_latencies.append(latency_ms)
-        self.metrics.log_event(
-            "reply",
-            {
-                "channel": channel,
-                "latency_ms": round(latency_ms, 3),
-                "parts": parts,
-                "chars": chars,
-                "edits": edits,
-                "status": status,
-            },
-        )
-
-    def log_command(self, name: str, channel: str, user: str) -> None:
-        self._commands += 1
-        self.metrics.log_event("command", {"name": name, "channel": channel, "user": user})
-
-    def log_error(self, where: str, exc: BaseException, *, detail: str | None = None) -> None:
-        """An ``error`` event. Without ``detail``, only a safe description (never ``str(exc)``,
-        which may quote the user's text or the model's output); an LLM error adds its URL."""
-        data: dict[str, Any] = {"where": where, "error": type(exc).__name__}
-        if isinstance(exc, LLMError):
-            data["detail"] = detail or exc.detail
-            data["url"] = exc.url
-        else:
-            data["detail"] = detail or "unexpected error"
-        self._errors[where] += 1
-        self.metrics.log_event("error", data)
-
-    # -- figures -------------------------------------------------------------------------------
-
-    def counters(self) -> dict[str, Any]:
-        """This engine's own counts since start, and reply latency percentiles (ms)."""
-        latencies = sorted(self._reply_latencies)
-        roles = self._llm_roles
-        return {
-            "messages": self._messages,
-            "replies": sum(self._replies.values()),
-            "replies_by_status": dict(self._replies),
-            "commands": self._commands,
-            "errors": sum(self._errors.values()),
-            "errors_by_where": dict(self._errors),
-            "llm_answers_by_role": dict(roles),
-            "llm_upstream_answers": roles["leader"] + roles["off"],
-            "llm_saved_answers": roles["follower"] + roles["window"],
-            "llm_errors": self._llm_errors,
-            "reply_latency_ms": {q: percentile(latencies, n) for q, n in _QUANTILES},
-        }
 
     def summary(self) -> dict[str, Any]:
         """``metrics.get_summary()`` (dedup, history and batch figures), whether dedup is on, and
@@ -257,4 +324,15 @@ class ChatEngine:
         return summary
 
 
-_QUANTILES = (("p50", 50), ("p95", 95), ("p99", 99))
+def _merged(
+    base: Mapping[str, Any] | None, extra: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    if not extra:
+        return base
+    return {**(base or {}), **extra}
+
+
+async def _close(chunks: AsyncIterator[Chunk]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -70,6 +70,16 @@ class ChatHistoryManager:
             channels.move_to_end(key)
         messages.append({"role": role, "content": content})
 
+    def trim(self, channel_id: str | int, count: int, first: object) -> bool:
+        """Drop the ``count`` oldest messages if the oldest is still ``first`` (the very dict a
+        lookup returned): two answers folding the same turns at once drop them once."""
+        messages = self._channels.get(str(channel_id))
+        if not messages or messages[0] is not first:
+            return False
+        for _ in range(min(count, len(messages))):
+            messages.popleft()
+        return True
+
     def clear(self, channel_id: str | int) -> bool:
         """Forget a channel's history; ``True`` if it existed."""
         return self._channels.pop(str(channel_id), None) is not None

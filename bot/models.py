@@ -159,7 +159,9 @@ class ModelSet:
 
     # -- routing -------------------------------------------------------------------------------
 
-    def route(self, traits: Traits) -> Route:
+    def route(self, traits: Traits, *, preferred: str | None = None) -> Route:
+        """The channel's model, else the first matching rule's, else ``preferred`` (a persona's
+        model), else the default; then the fallbacks. An image goes to a vision model."""
         first: Model | None = None
         reason = "default"
         if traits.channel is not None:
@@ -171,7 +173,7 @@ class ModelSet:
                     first, reason = self._models[rule.model], f"rule:{rule.label}"
                     break
         if first is None:
-            first, reason = self.default, "default"
+            first, reason = self._models.get(preferred or "", self.default), "default"
         if traits.images and not first.spec.vision:
             # An image goes to a model that can see it, whatever else chose the model.
             vision = next((model for model in self if model.spec.vision), None)

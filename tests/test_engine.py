@@ -63,9 +63,9 @@ async def text_of(engine: ChatEngine, conversation: str, text: str) -> str:
     return "".join([d async for d in engine.answer(Question(conversation, text))])
 
 
-def test_the_request_is_the_same_for_everyone(engine: ChatEngine) -> None:
-    one = engine.build_messages(Question("channel-1", "what is dedup?"))
-    two = engine.build_messages(Question("channel-2", "what is dedup?"))
+async def test_the_request_is_the_same_for_everyone(engine: ChatEngine) -> None:
+    one = (await engine.plan(Question("channel-1", "what is dedup?"))).messages
+    two = (await engine.plan(Question("channel-2", "what is dedup?"))).messages
     assert one == two
     assert one == [
         {"role": "system", "content": SYSTEM},
@@ -82,14 +82,14 @@ async def test_answer_streams_logs_and_keeps_history(engine: ChatEngine) -> None
     assert call["dedup"] == "leader" and call["status"] == "ok" and call["error"] is None
     assert call["model"] == "m" and call["api"] == "ollama" and call["route"] == "default"
     assert call["tokens_out"] and call["tokens_in"] and call["ttft_ms"] <= call["latency_ms"]
-    follow_up = engine.build_messages(Question("c1", "and then?"))
+    follow_up = (await engine.plan(Question("c1", "and then?"))).messages
     assert follow_up == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": question},
         {"role": "assistant", "content": expected},
         {"role": "user", "content": "and then?"},
     ]
-    assert engine.build_messages(Question("c2", "and then?"))[1:] == [
+    assert (await engine.plan(Question("c2", "and then?"))).messages[1:] == [
         {"role": "user", "content": "and then?"}
     ]
     assert engine.reset("c1") is True and engine.reset("c1") is False
@@ -128,7 +128,7 @@ async def test_a_caller_that_leaves_does_not_stop_the_others(
     assert text == answer_for([{"role": "user", "content": "a long one"}])
     statuses = sorted(e["status"] for e in recorded(engine).of("llm_call"))
     assert statuses == ["cancelled", "ok"] and server.calls_total == 1
-    assert engine.build_messages(Question("a", "x"))[1:] == [
+    assert (await engine.plan(Question("a", "x"))).messages[1:] == [
         {"role": "user", "content": "x"}
     ]  # the one who left kept no half answer
 
@@ -146,7 +146,7 @@ async def test_llm_failure_logs_an_error_and_reraises(
         "detail": "HTTP 500",
         "url": f"{server.url}/api/chat",
     }
-    assert engine.build_messages(Question("c1", "again")) == [
+    assert (await engine.plan(Question("c1", "again"))).messages == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "again"},
     ]  # nothing of the failed exchange was kept

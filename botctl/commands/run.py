@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bot.kb import KBError
 from bot.options import SettingsError, build
 from bot.settings import Settings, load_settings, read_config_file
 from botctl import eventloop
@@ -86,7 +87,7 @@ def _run(given: dict[str, Any]) -> None:
             )
     except SandboxError as exc:
         raise BotctlError(f"{exc}; see the lines above") from None
-    except SettingsError as exc:  # found at start-up: a URL answering something else
+    except (SettingsError, KBError) as exc:  # found at start-up: a bad URL, an unusable KB
         raise BotctlError(str(exc)) from None
     if report.connected:
         reporter.summary(report)

@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+
+from bot.chains import Chains
 from bot.context import Summaries
 from bot.dedup import RequestDeduplicator
 from bot.engine import ChatEngine
 from bot.history import ChatHistoryManager
 from bot.knowledge import Knowledge
 from bot.llm import transport_for
-from bot.llm.http import HTTPTransport
+from bot.llm.http import MAX_CONNECTIONS, HTTPTransport
 from bot.metrics import MetricsService
 from bot.models import ModelSet
 from bot.personas import PersonaSet
@@ -123,14 +126,26 @@ class Components:
             self.knowledge = Knowledge(self.engine, window=settings.dedup_window)
             self.knowledge.open_all(sorted(kb_paths))
             self.engine.knowledge = self.knowledge
+        self.chains = Chains()
+        self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._closed = False
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The bot's one HTTP session (LLM calls, attachments), open from :meth:`start` on."""
+        if self._session is None:
+            raise RuntimeError("the components are not started")
+        return self._session
 
     async def start(self) -> None:
         if not self._started:
             self._started = True
             self.metrics.start_batch_flush_task()
-            await self.models.start()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS), raise_for_status=False
+            )
+            await self.models.start(self._session)
 
     async def close(self) -> None:
         if self._closed:
@@ -145,4 +160,9 @@ class Components:
                 await self.knowledge.close()
             except Exception:
                 log.exception("closing the knowledge bases failed; flushing metrics anyway")
+        if self._session is not None:
+            try:
+                await self._session.close()
+            except Exception:
+                log.exception("closing the HTTP session failed; flushing metrics anyway")
         await self.metrics.stop_batch_flush_task()

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from bot.llm.http import HTTPTransport
 from bot.llm.types import ChatRequest, Chunk
 from bot.routing import ModelSpec, RoutingSpec
@@ -139,6 +141,11 @@ class ModelSet:
     def names(self) -> list[str]:
         return list(self._models)
 
+    @property
+    def has_vision(self) -> bool:
+        """Whether any model can see images."""
+        return any(model.spec.vision for model in self)
+
     def get(self, name: str) -> Model:
         return self._models[name]
 
@@ -200,8 +207,10 @@ class ModelSet:
             return traits.tokens > (rule.tokens or 0)
         return True
 
-    async def start(self) -> None:
+    async def start(self, session: aiohttp.ClientSession | None = None) -> None:
         for model in self:
+            if session is not None:
+                model.transport.use_session(session)
             await model.transport.start()
 
     async def close(self) -> None:

@@ -183,6 +183,11 @@ class HTTPTransport:
     async def start(self) -> None:
         self._ensure_session()
 
+    def use_session(self, session: aiohttp.ClientSession) -> None:
+        """Send through ``session`` (the bot's one session), which this transport never closes."""
+        self._session = session
+        self._owns_session = False
+
     def _ensure_session(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or (self._owns_session and session.closed):

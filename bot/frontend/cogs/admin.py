@@ -1,4 +1,4 @@
-"""The admin cog: ``/reset``, ``/stats`` and ``/model`` (see or set the channel's model)."""
+"""The admin cog: ``/reset``, ``/stats``, ``/model`` and ``/persona`` (see or set the channel's)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def format_stats(summary: dict[str, Any]) -> str:
         f"metrics pending   {batch.get('pending_events', 0)}",
         f"metrics written   {batch.get('events_written', 0)} in {batch.get('flushes', 0)} flushes",
     ]
+    if summary.get("persona"):
+        lines.append(f"persona here      {summary['persona']}")
     for name, calls in sorted(summary.get("models", {}).items()):
         shown = ", ".join(f"{status} {count}" for status, count in sorted(calls.items()))
         lines.append(f"model {name:<11} {shown or 'no calls'}")
@@ -61,8 +63,12 @@ class Admin(commands.Cog):
         name="stats", description="Show the bot's dedup, history, metrics and model figures"
     )
     async def stats(self, interaction: discord.Interaction[Any]) -> None:
-        self.engine.log_command("stats", str(interaction.channel_id), str(interaction.user.id))
-        await interaction.response.send_message(format_stats(self.engine.summary()), ephemeral=True)
+        channel = interaction.channel_id or 0
+        self.engine.log_command("stats", str(channel), str(interaction.user.id))
+        summary = self.engine.summary()
+        chosen = self.engine.personas.channel_persona(channel)
+        summary["persona"] = chosen.name if chosen else None
+        await interaction.response.send_message(format_stats(summary), ephemeral=True)
 
     @app_commands.command(name="model", description="Show this channel's model, or set it")
     @app_commands.describe(name="The model to use in this channel ('default' to follow routing)")
@@ -88,6 +94,38 @@ class Admin(commands.Cog):
         await interaction.response.send_message(
             text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
         )
+
+    @app_commands.command(name="persona", description="Show this channel's persona, or set it")
+    @app_commands.describe(name="The persona for this channel ('default' to follow the rules)")
+    async def persona(self, interaction: discord.Interaction[Any], name: str | None = None) -> None:
+        channel = interaction.channel_id or 0
+        self.engine.log_command("persona", str(channel), str(interaction.user.id))
+        personas = self.engine.personas
+        choices = ", ".join(personas.names()) or "none configured"
+        if name is None:
+            chosen = personas.channel_persona(channel)
+            shown = chosen.name if chosen else "none set (the rules, else the default prompt)"
+            text = f"Persona here: {shown}. Choices: {choices}."
+        elif not may_administer(interaction, frozenset(self.bot.components.settings.admins)):
+            text = NOT_ALLOWED
+        elif name == "default":
+            personas.set_channel_persona(channel, None)
+            text = "This channel follows the persona rules again."
+        elif name not in personas:
+            text = f"No persona named {name!r}. Choices: {choices}."
+        else:
+            personas.set_channel_persona(channel, name)
+            text = f"This channel now speaks as {name}."
+        await interaction.response.send_message(
+            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @persona.autocomplete("name")
+    async def _persona_names(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        names = [*self.engine.personas.names(), "default"]
+        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
 
     @model.autocomplete("name")
     async def _model_names(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -15,6 +16,9 @@ from discord.ext import commands
 
 from bot.delivery import ReplySink, deliver
 from bot.engine import Question
+from bot.frontend.access import REFUSED_IN_DM, Access
+from bot.frontend.attachments import Attached, read_attachments
+from bot.frontend.conversation import ConversationResolver
 from bot.frontend.sinks import InteractionSink, MessageReplySink
 from bot.llm.errors import LLMError
 
@@ -60,14 +64,21 @@ class Chat(commands.Cog):
         settings = bot.components.settings
         self.reply_channels = frozenset(settings.reply_channels)
         self.cooldown = Cooldown(settings.effective_cooldown)
-        self._mention_re: re.Pattern[str] | None = None
+        self.access = Access.from_settings(settings)
+        self._resolver: ConversationResolver | None = None
         self._slots = asyncio.Semaphore(MAX_ANSWERS_IN_FLIGHT)
 
-    def _strip_mention(self, content: str) -> str:
-        if self._mention_re is None:
+    @property
+    def resolver(self) -> ConversationResolver:
+        if self._resolver is None:
             assert self.bot.user is not None
-            self._mention_re = re.compile(rf"<@!?{self.bot.user.id}>")
-        return self._mention_re.sub("", content).strip()
+            self._resolver = ConversationResolver(
+                self.bot.components.chains,
+                self.engine.history,
+                limit=self.bot.components.settings.history_limit,
+                bot_id=self.bot.user.id,
+            )
+        return self._resolver
 
     def _source(self, message: discord.Message) -> str | None:
         """Why the bot answers this message, or None if it should not."""
@@ -88,11 +99,19 @@ class Chat(commands.Cog):
         source = self._source(message)
         if source is None:
             return
+        if not self.access.allows(message.author, message.channel):
+            if source == "dm":  # a refused user hears why in private, never in a channel
+                self.bot.track(self._refuse(message))
+            return
         received = time.monotonic()
-        text = self._strip_mention(message.content)
+        text = self.resolver.text_of(message)
         channel = str(message.channel.id)
         self.engine.take_message(channel, str(message.author.id), text, source=source)
         self.bot.track(self._answer(message, channel, text, received))
+
+    async def _refuse(self, message: discord.Message) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            await message.channel.send(REFUSED_IN_DM)
 
     async def _answer(
         self, message: discord.Message, channel: str, text: str, received: float
@@ -108,10 +127,32 @@ class Chat(commands.Cog):
                 "cooldown",
             )
             return
-        if not text:
+        attached = Attached()
+        if message.attachments:
+            attached = await read_attachments(
+                self.bot.components.session,
+                message.attachments,
+                vision=self.engine.models.has_vision,
+            )
+        if not text and not attached.texts and not attached.images:
             await self._notice(sink, channel, received, EMPTY_QUESTION, "empty")
             return
-        await self._stream(sink, channel, text, received)
+        context = await self.resolver.resolve(message)
+        question = Question(
+            context.conversation,
+            "\n\n".join([text, *attached.texts]).strip(),
+            channel=message.channel.id,
+            channel_name=getattr(message.channel, "name", None),
+            context=context.chain,
+            images=tuple(attached.images),
+            files=tuple(attached.names),
+        )
+        self.resolver.remember_question(message, text, context.parent)
+        sent = await self._stream(
+            sink, channel, question, received, [*context.notes, *attached.notes]
+        )
+        if sent:
+            self.resolver.remember_answer(sent[1], sent[0], message.id)
 
     async def _notice(
         self, sink: ReplySink, channel: str, received: float, content: str, status: str
@@ -123,12 +164,22 @@ class Chat(commands.Cog):
             return
         self._log_reply(channel, received, status, parts=1, chars=len(content))
 
-    async def _stream(self, sink: ReplySink, channel: str, text: str, received: float) -> None:
+    async def _stream(
+        self,
+        sink: ReplySink,
+        channel: str,
+        question: Question,
+        received: float,
+        notes: list[str] | None = None,
+    ) -> tuple[str, list[int]] | None:
+        """Answer ``question`` into ``sink``; the text and the ids of the messages it went out in."""
         status = "ok"
         try:
             async with self._slots:
-                question = Question(channel, text, channel=int(channel))
-                result = await deliver(self.engine.answer(question), sink)
+                deltas = self.engine.answer(question)
+                if notes:
+                    deltas = _with_notes(deltas, notes)
+                result = await deliver(deltas, sink)
         except asyncio.CancelledError:
             # Cancelled at a graceful stop past the drain bound: still one reply event per message.
             self._log_reply(channel, received, "cancelled")
@@ -137,7 +188,7 @@ class Chat(commands.Cog):
             # A 5xx or a refused send: logged, never a crash; the engine already logged the LLM side.
             self.engine.log_error("discord", exc, detail=f"send failed with HTTP {exc.status}")
             self._log_reply(channel, received, "error")
-            return
+            return None
         parts, edits = result.parts, result.edits
         if result.error is not None:
             status = "error"
@@ -152,6 +203,9 @@ class Chat(commands.Cog):
             except discord.HTTPException as exc:
                 self.engine.log_error("discord", exc, detail=f"send failed with HTTP {exc.status}")
         self._log_reply(channel, received, status, parts=parts, chars=result.chars, edits=edits)
+        if result.error is not None:
+            return None
+        return result.text, [h.id for h, _ in result.sent if isinstance(h, discord.Message)]
 
     def _log_reply(
         self,
@@ -174,6 +228,9 @@ class Chat(commands.Cog):
         if not self.bot.accepting:
             await interaction.response.send_message("The bot is shutting down.", ephemeral=True)
             return
+        if not self.access.allows(interaction.user, interaction.channel):
+            await interaction.response.send_message(REFUSED_IN_DM, ephemeral=True)
+            return
         received = time.monotonic()
         channel = str(interaction.channel_id)
         self.engine.log_command("ask", channel, str(interaction.user.id))
@@ -181,12 +238,30 @@ class Chat(commands.Cog):
         await interaction.response.defer(thinking=True)
         text = question.strip()
         sink = InteractionSink(interaction)
+        asked = Question(
+            channel,
+            text,
+            channel=interaction.channel_id,
+            channel_name=getattr(interaction.channel, "name", None),
+        )
         task = self.bot.track(
-            self._stream(sink, channel, text, received)
+            self._stream(sink, channel, asked, received)
             if text
             else self._notice(sink, channel, received, EMPTY_QUESTION, "empty")
         )
         await task
+
+
+async def _with_notes(deltas: AsyncIterator[str], notes: list[str]) -> AsyncIterator[str]:
+    """The answer, then a line saying what was left out (an attachment, part of a chain)."""
+    try:
+        async for delta in deltas:
+            yield delta
+    finally:
+        aclose = getattr(deltas, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    yield "\n\n-# Left out: " + "; ".join(notes)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,0 +1,133 @@
+"""Which conversation a Discord message belongs to, and its context.
+
+- A reply (``message_reference``): the chain of replies it belongs to, the bot's own answers as
+  ``assistant``, from :class:`~bot.chains.Chains`, fetched through discord.py when not remembered
+  (at most ``max_fetches`` a message; a deleted message ends the chain with a note). Works after
+  ``/reset`` and after the channel's history was evicted.
+- A message in a thread started from a message: the thread's own history, first seeded with that
+  message's conversation (its chain, and the bot's answer to it).
+- Anything else: the channel's history.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import discord
+
+from bot.chains import Chains
+from bot.history import ChatHistoryManager
+
+__all__ = ["Context", "ConversationResolver"]
+
+MAX_FETCHES = 5
+
+
+@dataclass(slots=True)
+class Context:
+    conversation: str
+    chain: tuple[dict[str, str], ...] | None = None  # a reply's context, oldest first
+    parent: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class ConversationResolver:
+    def __init__(
+        self,
+        chains: Chains,
+        history: ChatHistoryManager,
+        *,
+        limit: int,
+        bot_id: int,
+        max_fetches: int = MAX_FETCHES,
+    ) -> None:
+        self.chains = chains
+        self.history = history
+        self.limit = limit
+        self.bot_id = bot_id
+        self.max_fetches = max_fetches
+        self._mention = re.compile(rf"<@!?{bot_id}>")
+
+    def text_of(self, message: discord.Message) -> str:
+        return self._mention.sub("", message.content).strip()
+
+    def _remember(self, message: discord.Message, *, fetched: bool) -> None:
+        role = "assistant" if message.author.id == self.bot_id else "user"
+        parent = message.reference.message_id if message.reference is not None else None
+        self.chains.remember(message.id, role, self.text_of(message), parent, fetched=fetched)
+
+    async def resolve(self, message: discord.Message) -> Context:
+        channel = message.channel
+        reference = message.reference
+        if reference is not None and reference.message_id is not None:
+            return await self._reply(message, reference)
+        if isinstance(channel, discord.Thread):
+            await self._seed_thread(channel)
+        return Context(str(channel.id))
+
+    async def _reply(
+        self, message: discord.Message, reference: discord.MessageReference
+    ) -> Context:
+        parent = reference.message_id
+        assert parent is not None
+        resolved = reference.resolved
+        if isinstance(resolved, discord.Message) and self.chains.get(parent) is None:
+            self._remember(resolved, fetched=False)  # discord.py gave it with the reply
+        context = Context(str(message.channel.id), parent=parent)
+        chain = await self._walk(message.channel, parent, context.notes)
+        context.chain = tuple(chain)
+        return context
+
+    async def _walk(
+        self, channel: discord.abc.Messageable, start: int, notes: list[str]
+    ) -> list[dict[str, str]]:
+        fetches = 0
+        while True:
+            chain, missing = self.chains.walk(start, self.limit)
+            if missing is None:
+                return chain
+            if fetches >= self.max_fetches:
+                notes.append("an older part of the reply chain was left out")
+                return chain
+            fetches += 1
+            try:
+                found = await channel.fetch_message(missing)
+            except discord.NotFound:
+                notes.append("a message of the reply chain was deleted")
+                return chain
+            except discord.HTTPException:
+                notes.append("a message of the reply chain could not be read")
+                return chain
+            self._remember(found, fetched=True)
+
+    async def _seed_thread(self, thread: discord.Thread) -> None:
+        """A thread's first question continues its starter message's conversation."""
+        key = str(thread.id)
+        if key in self.history:
+            return
+        starter = thread.id  # a thread started from a message has that message's id
+        if self.chains.get(starter) is None:
+            parent = thread.parent
+            if parent is None or not isinstance(parent, discord.abc.Messageable):
+                return
+            try:
+                found = await parent.fetch_message(starter)
+            except discord.HTTPException:
+                return
+            self._remember(found, fetched=True)
+        chain, _missing = self.chains.walk(starter, self.limit)
+        answer = self.chains.answer_to(starter)
+        if answer is not None:
+            link = self.chains.get(answer)
+            if link is not None:
+                chain.append({"role": link.role, "content": link.content})
+        for item in chain:
+            self.history.add_message(key, item["role"], item["content"])
+
+    def remember_question(self, message: discord.Message, text: str, parent: int | None) -> None:
+        self.chains.remember(message.id, "user", text, parent)
+
+    def remember_answer(self, ids: list[int], text: str, question_id: int) -> None:
+        for message_id in ids:
+            self.chains.remember(message_id, "assistant", text, question_id)

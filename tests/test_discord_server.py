@@ -195,7 +195,9 @@ async def test_client_gets_ready_with_the_guild() -> None:
             assert guild is not None
             assert guild.name == "testing"
             assert [c.id for c in guild.text_channels] == [int(c) for c in server.channel_ids]
-            assert guild.member_count == 6 and len(guild.members) == 6 and guild.chunked
+            # 5 users, the bot, the guild's owner and its moderator.
+            assert guild.member_count == 8 and len(guild.members) == 8 and guild.chunked
+            assert guild.owner_id == int(server.owner_id)
             assert guild.default_role.id == guild.id
             assert client.user is not None and client.user.id == int(server.bot_user_id)
             assert client.application_id == int(server.application_id)
@@ -481,7 +483,7 @@ async def _stop_bare_bot(stop: asyncio.Event, task: asyncio.Task[int]) -> int:
 
 
 async def test_bare_bot_answers_50_messages() -> None:
-    async with sandbox() as server:
+    async with sandbox(rate_limits=False) as server:
         stop, task = await _with_bare_bot(server)
         try:
             ids = [
@@ -565,7 +567,7 @@ def test_traffic_plan_meets_the_duplicate_ratio() -> None:
 
 
 async def test_users_read_the_bare_bots_replies() -> None:
-    async with sandbox(channels=3, users=10) as server:
+    async with sandbox(channels=3, users=10, rate_limits=False) as server:
         stop, task = await _with_bare_bot(server)
         try:
             traffic = TrafficGenerator(

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from botctl.sandbox.process import SandboxConfig
+from botctl.sandbox.config import SandboxConfig
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0

@@ -13,30 +13,16 @@ import asyncio
 import contextlib
 import signal
 import sys
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 
+from botctl.sandbox.config import SandboxConfig
+from botctl.sandbox.discord_server import DiscordServer
+from botctl.sandbox.llm_server import LLMServer
+from botctl.sandbox.users import TrafficGenerator
 
-@dataclass(frozen=True, slots=True)
-class SandboxConfig:
-    channels: int = 10
-    users: int = 20
-    rate: float = 5.0
-    duplicate_ratio: float = 0.3
-    seed: int = 0
-    llm: bool = True
-    llm_latency: float = 0.2
-    llm_tokens_per_second: float = 50.0
-    llm_answer_chars: int = 300
-
-    def to_json(self) -> str:
-        return orjson.dumps(asdict(self)).decode()
-
-    @classmethod
-    def from_json(cls, text: str) -> SandboxConfig:
-        return cls(**orjson.loads(text))
+__all__ = ["SandboxConfig", "main", "serve_sandbox"]  # SandboxConfig: its home is config.py
 
 
 async def _watch_stdin(stop: asyncio.Event) -> None:
@@ -54,11 +40,13 @@ async def _watch_stdin(stop: asyncio.Event) -> None:
 
 
 async def serve_sandbox(config: SandboxConfig, stop: asyncio.Event) -> None:
-    from botctl.sandbox.discord_server import DiscordServer
-    from botctl.sandbox.llm_server import LLMServer
-    from botctl.sandbox.users import TrafficGenerator
-
-    discord_server = DiscordServer(channels=config.channels, users=config.users)
+    discord_server = DiscordServer(
+        channels=config.channels,
+        users=config.users,
+        guilds=config.guilds,
+        shards=config.shards,
+        rate_limits=config.rate_limits,
+    )
     llm: LLMServer | None = None
     await discord_server.start()
     try:

@@ -27,15 +27,16 @@ from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bot.percentile import percentile
-from botctl.sandbox.discord_server import DiscordServer, RecordedEdit, RecordedMessage
+from botctl.sandbox.discord_server.recorder import Listener, RecordedEdit, RecordedMessage
 
 __all__ = [
     "DEFAULT_QUESTIONS",
     "Burst",
     "TrafficGenerator",
+    "TrafficTarget",
     "burst_shape",
     "plan_counts",
     "plan_traffic",
@@ -172,6 +173,28 @@ def plan_counts(
     return sent, duplicates
 
 
+class TrafficTarget(Protocol):
+    """What the simulated users need of the server (``DiscordServer`` is one)."""
+
+    @property
+    def user_ids(self) -> Sequence[str]: ...
+
+    @property
+    def guild_channel_ids(self) -> Sequence[str]: ...
+
+    def post_message(self, channel_id: str | int, user_id: str | int, content: str) -> str: ...
+
+    def create_channel(self) -> str: ...
+
+    def delete_channel(self, channel_id: str | int) -> bool: ...
+
+    def add_listener(self, listener: Listener) -> None: ...
+
+    def remove_listener(self, listener: Listener) -> None: ...
+
+    async def flush(self, timeout: float = ...) -> None: ...
+
+
 class _Ask:
     __slots__ = ("first", "last", "posted")
 
@@ -186,7 +209,7 @@ class TrafficGenerator:
 
     def __init__(
         self,
-        server: DiscordServer,
+        server: TrafficTarget,
         *,
         rate: float = 5.0,
         duplicate_ratio: float = 0.3,
@@ -225,6 +248,27 @@ class TrafficGenerator:
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self._listening = False
+
+    def configured(
+        self,
+        *,
+        rate: float | None = None,
+        duplicate_ratio: float | None = None,
+        seed: int | None = None,
+        questions: Sequence[str] | None = None,
+        max_messages: int | None = None,
+    ) -> TrafficGenerator:
+        """A new generator on the same server: these parameters, this one's for those not given."""
+        return TrafficGenerator(
+            self.server,
+            rate=self.rate if rate is None else float(rate),
+            duplicate_ratio=self.duplicate_ratio
+            if duplicate_ratio is None
+            else float(duplicate_ratio),
+            seed=self.seed if seed is None else int(seed),
+            questions=[str(q) for q in questions] if questions else self.questions,
+            max_messages=None if max_messages is None else int(max_messages),
+        )
 
     # ------------------------------------------------------------------ control
 

@@ -43,10 +43,12 @@ class Bucket:
     major: str | None = None  # the path parameter that splits the bucket (channel_id, ...)
     global_limit: bool = True  # counts toward the bot's global limit
     hash: str = field(init=False)
+    limit_text: str = field(init=False)
 
     def __post_init__(self) -> None:
         digest = hashlib.sha1(self.name.encode(), usedforsecurity=False).hexdigest()[:32]
         object.__setattr__(self, "hash", digest)
+        object.__setattr__(self, "limit_text", str(self.limit))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +84,12 @@ class RateLimits:
 
 
 class _Window:
-    __slots__ = ("reset_at", "used")
+    __slots__ = ("reset_at", "reset_text", "used")
 
-    def __init__(self, reset_at: float) -> None:
-        self.reset_at = reset_at
+    def __init__(self, now: float, per: float) -> None:
+        self.reset_at = now + per
+        # X-RateLimit-Reset is the same for the whole window: Unix seconds, rounded up to the ms.
+        self.reset_text = f"{math.ceil((time.time() + per) * 1000) / 1000:.3f}"
         self.used = 0
 
 
@@ -125,30 +129,33 @@ class RateLimiter:
         if bucket.global_limit:
             gw = self._global.get(token)
             if gw is None or now >= gw.reset_at:
-                gw = self._global[token] = _Window(now + 1.0)
+                gw = self._global[token] = _Window(now, 1.0)
             if gw.used >= self.limits.global_per_second:
                 return self._global_429(gw.reset_at - now)
             gw.used += 1
         key = (bucket.name, major)
         window = self._windows.get(key)
         if window is None or now >= window.reset_at:
-            window = self._windows[key] = _Window(now + bucket.per)
-        reset_after = math.ceil((window.reset_at - now) * 1000) / 1000
+            window = self._windows[key] = _Window(now, bucket.per)
+        # Rounded up: a client that waits this long finds the window turned.
+        reset_after = f"{math.ceil((window.reset_at - now) * 1000) / 1000:.3f}"
         if window.used >= bucket.limit:
             self.limited[bucket.name] += 1
-            headers = self._headers(bucket, 0, reset_after)
+            headers = self._headers(bucket, 0, window, reset_after)
             headers["X-RateLimit-Scope"] = "user"
-            return self._429(headers, reset_after, is_global=False)
+            return self._429(headers, float(reset_after), is_global=False)
         window.used += 1
-        return Decision(self._headers(bucket, bucket.limit - window.used, reset_after))
+        return Decision(self._headers(bucket, bucket.limit - window.used, window, reset_after))
 
     @staticmethod
-    def _headers(bucket: Bucket, remaining: int, reset_after: float) -> dict[str, str]:
+    def _headers(
+        bucket: Bucket, remaining: int, window: _Window, reset_after: str
+    ) -> dict[str, str]:
         return {
-            "X-RateLimit-Limit": str(bucket.limit),
+            "X-RateLimit-Limit": bucket.limit_text,
             "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": f"{math.ceil((time.time() + reset_after) * 1000) / 1000:.3f}",
-            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Reset": window.reset_text,
+            "X-RateLimit-Reset-After": reset_after,
             "X-RateLimit-Bucket": bucket.hash,
         }
 

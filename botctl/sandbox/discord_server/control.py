@@ -130,7 +130,9 @@ class Control:
 
     async def message(self, request: web.Request) -> web.Response:
         found = self.store.messages.get(request.query.get("id", ""))
-        return json_response(found) if found is not None else _bad("no such message", 404)
+        if found is None:
+            return _bad("no such message", 404)
+        return json_response(self.store.view(found))
 
     async def wait_reply(self, request: web.Request) -> web.Response:
         mid = request.query.get("message_id")

@@ -24,6 +24,7 @@ from botctl.sandbox.discord_server.world import World
 __all__ = ["ATTACHMENT_BYTES", "Attachment", "NewAttachment", "Store"]
 
 ATTACHMENT_BYTES = 64 * 1024 * 1024  # bytes of attachments kept, oldest dropped first
+_WITH_REFERENCED = (MESSAGE_TYPE_REPLY, MESSAGE_TYPE_THREAD_STARTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +80,18 @@ class Store:
                 channel["total_message_sent"] += 1
 
     def get(self, cid: str, mid: str) -> JSON | None:
+        """The stored message (flat: change it in place to edit it)."""
         message = self.messages.get(mid)
         if message is None or message.get("channel_id") != cid:
             return None
         return message
+
+    def view(self, message: JSON) -> JSON:
+        """A message as a fetch returns it: a reply with its ``referenced_message`` (or null)."""
+        ref = message.get("message_reference")
+        if ref is None or message.get("type") not in _WITH_REFERENCED:
+            return message
+        return {**message, "referenced_message": self.messages.get(str(ref.get("message_id")))}
 
     def remove(self, mid: str) -> JSON | None:
         return self.messages.pop(mid, None)
@@ -98,8 +107,8 @@ class Store:
         if after is not None:
             # Discord returns the oldest ``limit`` after ``after``, newest first.
             candidates = [m for m in candidates if int(m) > int(after)][:limit]
-            return [self.messages[m] for m in reversed(candidates)]
-        return [self.messages[m] for m in reversed(candidates[-limit:])]
+            return [self.view(self.messages[m]) for m in reversed(candidates)]
+        return [self.view(self.messages[m]) for m in reversed(candidates[-limit:])]
 
     def reference(self, cid: str, mid: str) -> JSON:
         channel = self.world.channels.get(cid)

@@ -264,7 +264,9 @@ class Messages:
 
     async def get(self, request: web.Request) -> web.Response:
         message = self.store.get(request.match_info["channel_id"], request.match_info["message_id"])
-        return json_response(message) if message is not None else _unknown_message()
+        return (
+            json_response(self.store.view(message)) if message is not None else _unknown_message()
+        )
 
     async def delete(self, request: web.Request) -> web.Response:
         if self.remove(request.match_info["channel_id"], request.match_info["message_id"]):

@@ -97,9 +97,7 @@ class World:
                 for position, (name, extra) in enumerate(ROLES, 1)
             ]
             name = guild_name if guilds == 1 else f"{guild_name}-{n}"
-            guild = Guild(gid, name, roles)
-            guild.member_roles[self.moderator_id] = [guild.role_id("moderator")]
-            self.guilds[gid] = guild
+            self.guilds[gid] = Guild(gid, name, roles)
         self.guild_ids: list[str] = guild_ids
         self.guild_id = guild_ids[0]
         self.guild_name = guild_name
@@ -117,6 +115,8 @@ class World:
         self._stubs: dict[tuple[str, str], JSON] = {}
         # The bot mentioned in a message: the user plus their member data.
         self.bot_mention: JSON = {**self.bot_user, "member": self._member_stub}
+        for gid in guild_ids:
+            self.set_roles(gid, self.moderator_id, ["moderator"])
 
     @staticmethod
     def _role(rid: str, name: str, permissions: int, position: int) -> JSON:
@@ -254,8 +254,6 @@ class World:
 
     def member_stub(self, guild_id: str, user_id: str) -> JSON:
         """A member as a message carries it (no ``user``); shared, do not change it."""
-        if not self._stubs:
-            return self._member_stub
         return self._stubs.get((guild_id, user_id), self._member_stub)
 
     def member(self, guild_id: str, user: JSON) -> JSON:

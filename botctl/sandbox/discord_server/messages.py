@@ -60,8 +60,11 @@ class Store:
 
     # ------------------------------------------------------------------ messages
 
-    def add(self, message: JSON) -> None:
-        """Store a message (flat: without ``referenced_message``, or a chain would nest)."""
+    def add(self, message: JSON, channel: JSON | None = None) -> None:
+        """Store a message (flat: without ``referenced_message``, or a chain would nest).
+
+        ``channel``: the message's guild channel or thread, when the caller has it at hand.
+        """
         if "referenced_message" in message:
             message = {k: v for k, v in message.items() if k != "referenced_message"}
         mid = message["id"]
@@ -72,7 +75,8 @@ class Store:
             self.history[cid] = [mid]
         else:
             ids.append(mid)
-        channel = self.world.channels.get(cid)
+        if channel is None:
+            channel = self.world.channels.get(cid)
         if channel is not None:
             channel["last_message_id"] = mid
             if "message_count" in channel:  # a thread
@@ -120,6 +124,7 @@ class Store:
     def user_message(
         self,
         cid: str,
+        channel: JSON | None,
         user: JSON,
         content: str,
         *,
@@ -128,7 +133,8 @@ class Store:
         reply_to: str | None = None,
         attachments: Sequence[NewAttachment] = (),
     ) -> JSON:
-        """A user's message in a guild channel, thread or DM, as MESSAGE_CREATE carries it.
+        """A user's message in a guild channel or thread (``channel``) or a DM (``None``), as
+        MESSAGE_CREATE carries it.
 
         ``mention_bot`` starts the content with ``<@BOTID> `` and puts the bot in ``mentions``. A
         reply carries ``message_reference`` and ``referenced_message`` (``null`` when the message
@@ -150,7 +156,7 @@ class Store:
             "mention_everyone": False,
             "mentions": mentions,
             "mention_roles": [],
-            "attachments": [self.add_attachment(a) for a in attachments],
+            "attachments": [self.add_attachment(a) for a in attachments] if attachments else [],
             "embeds": [],
             "components": [],
             "pinned": False,
@@ -158,7 +164,6 @@ class Store:
             "flags": 0,
             "nonce": mid,
         }
-        channel = world.channels.get(cid)
         if channel is not None:
             gid = channel["guild_id"]
             payload["guild_id"] = gid

@@ -58,12 +58,12 @@ class People:
             raise KeyError(f"unknown channel {cid}")
         return self._post(
             cid,
+            channel,
             self.world.user(user_id),
             content,
             mention_bot=mention_bot,
             reply_to=reply_to,
             attachments=attachments,
-            guild_id=channel["guild_id"],
         )
 
     def post_dm(
@@ -78,28 +78,29 @@ class People:
         cid = self.world.dm_channel_for(str(user["id"]))
         return self._post(
             cid,
+            None,
             user,
             content,
             mention_bot=False,
             reply_to=reply_to,
             attachments=attachments,
-            guild_id=None,
         )
 
     def _post(
         self,
         cid: str,
+        channel: dict[str, Any] | None,
         user: dict[str, Any],
         content: str,
         *,
         mention_bot: bool,
         reply_to: str | int | None,
         attachments: Sequence[NewAttachment],
-        guild_id: str | None,
     ) -> str:
         mid = self.world.ids()
         payload = self.store.user_message(
             cid,
+            channel,
             user,
             content,
             mid=mid,
@@ -107,7 +108,7 @@ class People:
             reply_to=None if reply_to is None else str(reply_to),
             attachments=attachments,
         )
-        self.store.add(payload)
+        self.store.add(payload, channel)
         self.recorder.posted(mid)
         self.posted += 1
         if (
@@ -116,6 +117,7 @@ class People:
         ):
             self.store.prune()
             self.recorder.prune()
+        guild_id = channel["guild_id"] if channel is not None else None
         self.gateway.dispatch(b"MESSAGE_CREATE", orjson.dumps(payload), guild_id)
         return mid
 

@@ -322,7 +322,9 @@ class Sandbox:
 def sandbox_process(**config: Any) -> Iterator[Sandbox]:
     from botctl.sandbox.process import SandboxConfig
 
-    text = SandboxConfig(**config).to_json()
+    # These tests load the bot at up to 50 msg/s over a few channels: Discord's rate limits (on by
+    # default) would pace its replies to one per channel per second. A test may turn them back on.
+    text = SandboxConfig(**{"rate_limits": False, **config}).to_json()
     proc = subprocess.Popen(
         [sys.executable, "-m", "botctl.sandbox.process", text],
         stdin=subprocess.PIPE,

@@ -21,7 +21,6 @@ from _local_model import (
     wait_json,
     write_fake_gguf,
 )
-
 from botctl.profiles import free_port
 
 pytestmark = pytest.mark.integration

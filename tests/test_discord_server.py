@@ -7,112 +7,31 @@ never hang it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import discord
 import pytest
+from _sandbox import (
+    WAIT,
+    Inbox,
+    QuietBot,
+    QuietShardedBot,
+    connected,
+    make_bot,
+    sandbox,
+    stop_bare_bot,
+    with_bare_bot,
+)
 from discord import app_commands
 from discord.ext import commands
 
 from bot.frontend.endpoints import configure_endpoints, current_endpoints, reset_endpoints
-from botctl.bench.bare_bot import run_bare_bot
 from botctl.sandbox.discord_server import DiscordServer, RecordedEdit, RecordedMessage
 from botctl.sandbox.users import TrafficGenerator, plan_counts, plan_traffic
 
 pytestmark = pytest.mark.integration
-
-TOKEN = "sandbox-token"
-READY_TIMEOUT = 10.0
-WAIT = 10.0
-
-
-@contextlib.asynccontextmanager
-async def sandbox(**options: Any) -> AsyncIterator[DiscordServer]:
-    server = DiscordServer(**options)
-    await server.start()
-    configure_endpoints(server.api_base, server.gateway_url)
-    try:
-        yield server
-    finally:
-        reset_endpoints()
-        await asyncio.wait_for(server.stop(), WAIT)
-
-
-@contextlib.asynccontextmanager
-async def connected(client: discord.Client) -> AsyncIterator[discord.Client]:
-    """Log in, connect and wait for on_ready; close the client whatever happens."""
-    connect: asyncio.Task[None] | None = None
-    try:
-        await asyncio.wait_for(client.login(TOKEN), WAIT)
-        ready = asyncio.ensure_future(client.wait_for("ready", timeout=READY_TIMEOUT))
-        connect = asyncio.create_task(client.connect(reconnect=True))
-        done, _ = await asyncio.wait(
-            {ready, connect}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-        )
-        if ready not in done:
-            ready.cancel()
-            if connect in done:
-                connect.result()
-            raise AssertionError("the client never became ready")
-        ready.result()
-        yield client
-    finally:
-        await asyncio.wait_for(client.close(), WAIT)
-        if connect is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(connect, WAIT)
-
-
-class QuietBot(commands.Bot):
-    """A Bot whose on_message does not treat a mention as a command prefix (no CommandNotFound)."""
-
-    async def on_message(self, message: discord.Message, /) -> None:
-        return None
-
-    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        # discord.py sleeps 5 s before every identify but the first; nothing to pace here.
-        return None
-
-
-class QuietShardedBot(commands.AutoShardedBot):
-    async def on_message(self, message: discord.Message, /) -> None:
-        return None
-
-
-def make_bot(**options: Any) -> commands.Bot:
-    options.setdefault("intents", discord.Intents.default())
-    return QuietBot(
-        command_prefix=commands.when_mentioned,
-        help_command=None,
-        allowed_mentions=discord.AllowedMentions.none(),
-        guild_ready_timeout=0.1,
-        **options,
-    )
-
-
-class Inbox:
-    """Collects on_message calls and lets a test wait for the n-th one."""
-
-    def __init__(self) -> None:
-        self.messages: list[discord.Message] = []
-        self._changed = asyncio.Event()
-
-    async def on_message(self, message: discord.Message) -> None:
-        self.messages.append(message)
-        self._changed.set()
-
-    async def wait_for(self, count: int, timeout: float = WAIT) -> list[discord.Message]:
-        async def until() -> None:
-            while len(self.messages) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
-        return self.messages
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -195,7 +114,9 @@ async def test_client_gets_ready_with_the_guild() -> None:
             assert guild is not None
             assert guild.name == "testing"
             assert [c.id for c in guild.text_channels] == [int(c) for c in server.channel_ids]
-            assert guild.member_count == 6 and len(guild.members) == 6 and guild.chunked
+            # 5 users, the bot, the guild's owner and its moderator.
+            assert guild.member_count == 8 and len(guild.members) == 8 and guild.chunked
+            assert guild.owner_id == int(server.owner_id)
             assert guild.default_role.id == guild.id
             assert client.user is not None and client.user.id == int(server.bot_user_id)
             assert client.application_id == int(server.application_id)
@@ -459,30 +380,9 @@ async def test_autosharded_bot_finds_the_gateway_itself() -> None:
 # --------------------------------------------------------------------------- bare bot and users
 
 
-async def _with_bare_bot(server: DiscordServer) -> tuple[asyncio.Event, asyncio.Task[int]]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        run_bare_bot(server.api_base, server.gateway_url, stop=stop, ready=ready)
-    )
-    done, _ = await asyncio.wait(
-        {task, asyncio.ensure_future(ready.wait())},
-        timeout=READY_TIMEOUT,
-        return_when=asyncio.FIRST_COMPLETED,
-    )
-    if task in done:
-        task.result()
-    assert ready.is_set(), "the bare bot never became ready"
-    return stop, task
-
-
-async def _stop_bare_bot(stop: asyncio.Event, task: asyncio.Task[int]) -> int:
-    stop.set()
-    return await asyncio.wait_for(task, WAIT)
-
-
 async def test_bare_bot_answers_50_messages() -> None:
-    async with sandbox() as server:
-        stop, task = await _with_bare_bot(server)
+    async with sandbox(rate_limits=False) as server:
+        stop, task = await with_bare_bot(server)
         try:
             ids = [
                 server.post_message(
@@ -497,7 +397,7 @@ async def test_bare_bot_answers_50_messages() -> None:
             )
             replies = [await server.wait_for_reply(mid, WAIT) for mid in ids]
         finally:
-            answered = await _stop_bare_bot(stop, task)
+            answered = await stop_bare_bot(stop, task)
         assert answered == 50
         assert all(r.content == "ok" for r in replies)
         assert all(r.allowed_mentions == {"parse": [], "replied_user": False} for r in replies)
@@ -565,8 +465,8 @@ def test_traffic_plan_meets_the_duplicate_ratio() -> None:
 
 
 async def test_users_read_the_bare_bots_replies() -> None:
-    async with sandbox(channels=3, users=10) as server:
-        stop, task = await _with_bare_bot(server)
+    async with sandbox(channels=3, users=10, rate_limits=False) as server:
+        stop, task = await with_bare_bot(server)
         try:
             traffic = TrafficGenerator(
                 server, rate=200.0, duplicate_ratio=0.5, seed=1, max_messages=40
@@ -578,7 +478,7 @@ async def test_users_read_the_bare_bots_replies() -> None:
             for mid in asks:
                 await server.wait_for_reply(mid, WAIT)
         finally:
-            answered = await _stop_bare_bot(stop, task)
+            answered = await stop_bare_bot(stop, task)
         stats = traffic.stats()
         assert answered == 40 == stats["replies_received"]
         assert stats["unanswered"] == 0
@@ -605,7 +505,7 @@ async def test_records_stay_bounded_while_counters_stay_exact() -> None:
 async def test_http_control_say_wait_reply_faults_and_traffic() -> None:
     async with sandbox(settle_seconds=0.2) as server, aiohttp.ClientSession() as http:
         base = server.base_url
-        stop, task = await _with_bare_bot(server)
+        stop, task = await with_bare_bot(server)
         try:
             async with http.post(f"{base}/_sandbox/say", json={"content": "hello"}) as response:
                 assert response.status == 200
@@ -653,7 +553,7 @@ async def test_http_control_say_wait_reply_faults_and_traffic() -> None:
             async with http.get(f"{base}/_sandbox/stats") as response:
                 stats = await response.json()
         finally:
-            answered = await _stop_bare_bot(stop, task)
+            answered = await stop_bare_bot(stop, task)
         assert answered == 11
         assert stats["messages_posted"] == 11 and stats["bot_messages"] == 11
         assert stats["rest_faults_injected"] == 1 and stats["resumes"] == 1

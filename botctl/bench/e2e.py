@@ -26,14 +26,15 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from botctl import eventloop
 from botctl.bench.common import median, ratio, rotated
+from botctl.sandbox.config import SandboxConfig
 
-__all__ = ["E2EConfig", "E2EResult", "run_child", "run_e2e", "run_trial"]
+__all__ = ["E2E_LOAD", "E2EConfig", "E2EResult", "run_child", "run_e2e", "run_trial"]
 
 Kind = Literal["bot", "bare"]
 
@@ -46,27 +47,47 @@ KEPT_UP = 0.95
 BARE_READY_TIMEOUT = 0.5  # run_bare_bot's default
 
 
+# The load of every trial: many users over many channels (discord.py sends at most one request
+# at a time per channel, so with few channels the round trip, not the bot, would cap replies per
+# second), no rate limits (this measures the bot's cost, not Discord's pacing) and an LLM that
+# answers at once, every token in one write.
+E2E_LOAD = SandboxConfig(
+    users=50,
+    channels=100,
+    rate=DEFAULT_RATE,
+    duplicate_ratio=0.0,
+    seed=1,
+    rate_limits=False,
+    llm=True,
+    llm_latency=0.0,
+    llm_tokens_per_second=0.0,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class E2EConfig:
     kind: Kind = "bot"
     loop: str = "asyncio"  # the bot process's event loop: "asyncio" or "uvloop"
-    rate: float = 400.0
-    duplicate_ratio: float = 0.0
+    load: SandboxConfig = E2E_LOAD
     duration: float = 8.0
     warmup: float = 1.5
-    seed: int = 1
-    users: int = 50
-    # discord.py sends at most one request at a time per channel (its per-route rate-limit bucket
-    # starts at a limit of 1), so with the sandbox's 10 channels the round trip, not the bot,
-    # would cap replies per second.
-    channels: int = 100
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "loop": self.loop,
+                "load": json.loads(self.load.to_json()),
+                "duration": self.duration,
+                "warmup": self.warmup,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> E2EConfig:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        load = SandboxConfig.from_json(json.dumps(data.pop("load")))
+        return cls(load=load, **data)
 
 
 @dataclass(slots=True)
@@ -153,21 +174,10 @@ def _result(config: E2EConfig, out: dict[str, Any], llm_calls: int | None) -> E2
 async def run_trial(config: E2EConfig) -> E2EResult:
     """One trial in this process: the sandbox in its own process, the bot (or bare bot) here."""
     from botctl.sandbox.client import SandboxProcess
-    from botctl.sandbox.process import SandboxConfig
 
-    sandbox_config = SandboxConfig(
-        channels=config.channels,
-        users=config.users,
-        rate=config.rate,
-        duplicate_ratio=config.duplicate_ratio,
-        seed=config.seed,
-        llm=True,
-        llm_latency=0.0,
-        llm_tokens_per_second=0.0,  # every token in one write: the bot's cost, not the model's
-    )
     out: dict[str, Any] = {}
     stop = asyncio.Event()
-    async with SandboxProcess(sandbox_config) as sandbox:
+    async with SandboxProcess(config.load) as sandbox:
         endpoints = sandbox.endpoints
         assert endpoints is not None
         if config.kind == "bare":
@@ -277,16 +287,20 @@ def _failed(config: E2EConfig, error: str) -> E2EResult:
 def run_e2e(
     *,
     duplicate_ratios: tuple[float, ...] = (0.0, 0.3),
-    rate: float = DEFAULT_RATE,
+    rate: float | None = None,
     duration: float = 8.0,
     warmup: float = 1.5,
     pairs: int = 3,
+    load: SandboxConfig = E2E_LOAD,
     progress: Callable[[str], None] | None = None,
     uvloop: bool = True,
 ) -> dict[str, Any]:
-    """Alternate bot and bare trials ``pairs`` times per duplicate ratio, both at ``rate`` on
-    asyncio's loop (and the bot on uvloop too, where installed); medians, the ratio of the medians
-    and the ratio of each back-to-back pair."""
+    """Alternate bot and bare trials ``pairs`` times per duplicate ratio, both under ``load`` (at
+    ``rate`` if given) on asyncio's loop, and the bot on uvloop too where installed; medians, the
+    ratio of the medians and the ratio of each back-to-back pair."""
+    if rate is not None:
+        load = replace(load, rate=rate)
+    rate = load.rate
     rows: list[dict[str, Any]] = []
     variants: list[tuple[str, Kind, str]] = [("bot", "bot", "asyncio"), ("bare", "bare", "asyncio")]
     if uvloop and eventloop.loop_name("uvloop") == "uvloop":
@@ -298,8 +312,7 @@ def run_e2e(
                 config = E2EConfig(
                     kind=kind,
                     loop=loop,
-                    rate=rate,
-                    duplicate_ratio=dup,
+                    load=replace(load, duplicate_ratio=dup),
                     duration=duration,
                     warmup=warmup,
                 )

@@ -16,6 +16,8 @@ from typing import Any
 
 from botctl.bench.budgets import Budget
 from botctl.bench.common import machine
+from botctl.bench.e2e import E2E_LOAD, run_e2e
+from botctl.sandbox.config import SandboxConfig
 
 __all__ = ["CLAIMS", "SECTIONS", "BenchReport", "Plan", "Row", "run_suite"]
 
@@ -50,7 +52,7 @@ class Plan:
     metrics_events: int = 20_000
     metrics_rounds: int = 5
     e2e: bool = True
-    e2e_rate: float = 400.0
+    e2e_load: SandboxConfig = E2E_LOAD  # the sandbox and its traffic; duplicate ratios below
     e2e_duplicate_ratios: tuple[float, ...] = (0.0, 0.3)
     e2e_pairs: int = 3
     e2e_duration: float = 8.0
@@ -404,7 +406,6 @@ def run_suite(
     sections: Collection[str] = SECTIONS,
 ) -> BenchReport:
     from botctl.bench.dedup import run_dedup_bench
-    from botctl.bench.e2e import run_e2e
     from botctl.bench.history import run_history_bench
     from botctl.bench.metrics_io import run_metrics_bench
 
@@ -442,7 +443,7 @@ def run_suite(
         try:
             result = run_e2e(
                 duplicate_ratios=plan.e2e_duplicate_ratios,
-                rate=plan.e2e_rate,
+                load=plan.e2e_load,
                 duration=plan.e2e_duration,
                 warmup=plan.e2e_warmup,
                 pairs=plan.e2e_pairs,

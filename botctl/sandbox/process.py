@@ -18,8 +18,11 @@ from typing import Any
 import orjson
 
 from botctl.sandbox.config import SandboxConfig
+from botctl.sandbox.discord_server import DiscordServer
+from botctl.sandbox.llm_server import LLMServer
+from botctl.sandbox.users import TrafficGenerator
 
-__all__ = ["SandboxConfig", "main", "serve_sandbox"]
+__all__ = ["SandboxConfig", "main", "serve_sandbox"]  # SandboxConfig: its home is config.py
 
 
 async def _watch_stdin(stop: asyncio.Event) -> None:
@@ -37,11 +40,13 @@ async def _watch_stdin(stop: asyncio.Event) -> None:
 
 
 async def serve_sandbox(config: SandboxConfig, stop: asyncio.Event) -> None:
-    from botctl.sandbox.discord_server import DiscordServer
-    from botctl.sandbox.llm_server import LLMServer
-    from botctl.sandbox.users import TrafficGenerator
-
-    discord_server = DiscordServer(channels=config.channels, users=config.users)
+    discord_server = DiscordServer(
+        channels=config.channels,
+        users=config.users,
+        guilds=config.guilds,
+        shards=config.shards,
+        rate_limits=config.rate_limits,
+    )
     llm: LLMServer | None = None
     await discord_server.start()
     try:

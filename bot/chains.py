@@ -5,21 +5,40 @@ Every message the bot takes or sends in a conversation is remembered as ``(role,
 chain of parents up to the history limit. A message not remembered (older than the bot's memory, or
 written while it was down) is fetched by the front end and remembered too, so the next reply in
 that chain costs no fetch. Bounded: the least recently used messages are forgotten first.
+
+A deleted message stays as a tombstone (:meth:`Chains.forget`): its text is gone, its place in the
+chain is kept (a walk steps over it to its parent when that is known, and says it did), and it is
+never fetched again. A chain that loops (a message replying, through others, to itself) stops
+where it would repeat itself, and says so.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["ChainLink", "Chains"]
+__all__ = ["GONE", "ChainLink", "Chains", "Trace"]
+
+GONE = "gone"  # the role of a deleted message's tombstone
 
 
 @dataclass(frozen=True, slots=True)
 class ChainLink:
-    role: str  # "user" | "assistant"
+    role: str  # "user" | "assistant" | GONE
     content: str
     parent: int | None  # the message it replies to
+
+
+@dataclass(slots=True)
+class Trace:
+    """A chain as far as the bot knows it: ``messages`` oldest first; ``missing`` the first message
+    not remembered (to fetch), ``None`` when the chain is whole; whether a deleted message was
+    stepped over (``gone``) or the chain looped (``looped``)."""
+
+    messages: list[dict[str, str]] = field(default_factory=list)
+    missing: int | None = None
+    gone: int = 0
+    looped: bool = False
 
 
 class Chains:
@@ -32,19 +51,34 @@ class Chains:
     def remember(
         self, message_id: int, role: str, content: str, parent: int | None, *, fetched: bool = False
     ) -> None:
-        links = self._links
-        links[message_id] = ChainLink(role, content, parent)
-        links.move_to_end(message_id)
+        self._put(message_id, ChainLink(role, content, parent))
         if role == "assistant" and parent is not None:
             self._answers[parent] = message_id
         if fetched:
             self.fetched += 1
+
+    def forget(self, message_id: int, *, known_only: bool = False) -> ChainLink | None:
+        """A deleted message: its text is forgotten, a tombstone keeps its place (and its parent)
+        so a walk steps over it and nothing fetches it again. ``known_only``: only if it was
+        remembered (a deletion anywhere in the server must not fill the memory). Returns what was
+        remembered of it."""
+        old = self._links.get(message_id)
+        if old is None and known_only:
+            return None
+        self._put(message_id, ChainLink(GONE, "", old.parent if old is not None else None))
+        return old if old is not None and old.role != GONE else None
+
+    def _put(self, message_id: int, link: ChainLink) -> None:
+        links = self._links
+        links[message_id] = link
+        links.move_to_end(message_id)
         while len(links) > self._capacity:
-            old, link = links.popitem(last=False)
-            if link.parent is not None and self._answers.get(link.parent) == old:
-                del self._answers[link.parent]
+            old, gone = links.popitem(last=False)
+            if gone.parent is not None and self._answers.get(gone.parent) == old:
+                del self._answers[gone.parent]
 
     def get(self, message_id: int) -> ChainLink | None:
+        """The message as remembered (a tombstone, role :data:`GONE`, for a deleted one)."""
         link = self._links.get(message_id)
         if link is not None:
             self._links.move_to_end(message_id)
@@ -54,23 +88,32 @@ class Chains:
         """The bot's answer to a message, when it answered it."""
         return self._answers.get(message_id)
 
-    def walk(self, start: int, limit: int) -> tuple[list[dict[str, str]], int | None]:
-        """The chain ending at ``start``, oldest first, at most ``limit`` messages, and the first
-        message id that is not remembered (to fetch), or ``None`` when the chain is whole. A chain
-        that loops stops where it would repeat itself."""
-        out: list[dict[str, str]] = []
+    def trace(self, start: int, limit: int) -> Trace:
+        """The chain ending at ``start``, oldest first, at most ``limit`` messages."""
+        out = Trace()
         seen: set[int] = set()
         current: int | None = start
-        while current is not None and len(out) < limit and current not in seen:
+        while current is not None and len(out.messages) < limit:
+            if current in seen:
+                out.looped = True
+                break
             link = self.get(current)
             if link is None:
-                out.reverse()
-                return out, current
+                out.missing = current
+                break
             seen.add(current)
-            out.append({"role": link.role, "content": link.content})
+            if link.role == GONE:
+                out.gone += 1
+            else:
+                out.messages.append({"role": link.role, "content": link.content})
             current = link.parent
-        out.reverse()
-        return out, None
+        out.messages.reverse()
+        return out
+
+    def walk(self, start: int, limit: int) -> tuple[list[dict[str, str]], int | None]:
+        """:meth:`trace`'s messages and first missing message id (``None``: the chain is whole)."""
+        found = self.trace(start, limit)
+        return found.messages, found.missing
 
     def __len__(self) -> int:
         return len(self._links)

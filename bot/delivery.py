@@ -10,7 +10,10 @@ placeholder-then-edit on a fast answer costs about a fifth of it), so:
   answer ends (not a pacing interval later); a part that fills up is left as it is and the next part
   is sent as a new message (the split is prefix-stable, see :mod:`bot.splitter`);
 - the typing indicator is sent only when the first token is slower than ``typing_after`` (0.5 s), and
-  renewed every 8 s while the wait goes on (Discord shows it for about 10 s).
+  renewed every 8 s while the wait goes on (Discord shows it for about 10 s);
+- an intermediate edit is skipped (never queued) when the sink says the channel has no spare
+  writes: Discord allows 5 message writes per channel per 5 s, and an edit waiting for its turn
+  would make the final text late behind stale ones.
 
 The transport is a :class:`ReplySink`; the Discord front end implements it for messages and for
 slash-command interactions, and tests implement it with a list.
@@ -42,6 +45,9 @@ class ReplySink(Protocol):
 
     async def typing(self) -> None:
         """Show the typing indicator (once; it fades by itself)."""
+
+    # Optional: ``spare() -> bool``, whether an intermediate edit can go now without crowding the
+    # channel's rate limit (the first post and the final text always go).
 
 
 @dataclass(slots=True)
@@ -113,7 +119,9 @@ async def deliver(
                 if now - first_at < first_window:
                     continue
                 result.streamed = True  # the answer outlasts its first second: post, then edit
-            elif now - last_sync < edit_interval:
+            elif now - last_sync < edit_interval or not _spare(sink):
+                # Skipped, not queued: when the channel's budget of writes is low, a stale edit
+                # waiting its turn would only delay the final text behind it.
                 continue
             try:
                 await _sync(sink, "".join(parts), result, limit)
@@ -135,6 +143,11 @@ async def deliver(
         text = EMPTY_ANSWER
     await _sync(sink, text, result, limit)
     return result
+
+
+def _spare(sink: ReplySink) -> bool:
+    spare = getattr(sink, "spare", None)
+    return True if spare is None else bool(spare())
 
 
 def _stop_typing(timer: asyncio.TimerHandle, typing: list[asyncio.Task[None]]) -> None:

@@ -21,7 +21,8 @@ from _local_model import (
     wait_json,
     write_fake_gguf,
 )
-from botctl.profiles import free_port
+
+from botctl.analyze.web import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -173,3 +173,32 @@ async def test_cancel_stops_the_stream() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert task.cancelled()
+
+
+async def test_intermediate_edits_stand_aside_when_the_channel_has_no_spare_writes() -> None:
+    class Crowded(ListSink):
+        def spare(self) -> bool:
+            return False
+
+    sink = Crowded()
+    words = [f"w{i} " for i in range(40)]
+    result = await deliver(chunks(words, gap=0.03), sink, **FAST)  # ~1.2 s of streaming
+    # Posted once its first window of text existed, no edit in between, the final text at the end.
+    assert [c[0] for c in sink.calls] == ["send", "edit"]
+    assert sink.messages == ["".join(words)] and result.edits == 1
+
+
+def test_the_write_budget_keeps_room_for_the_final_text() -> None:
+    from bot.frontend.sinks import WriteBudget
+
+    now = [0.0]
+    budget = WriteBudget(clock=lambda: now[0])
+    for _ in range(2):
+        budget.record(7, "edit")
+    assert budget.spare(7)  # 2 of 5 used: an intermediate edit may go
+    budget.record(7, "edit")
+    assert not budget.spare(7)  # 3 used: the last 2 are kept for the final text and the next post
+    assert budget.spare(8)  # another channel has its own bucket
+    budget.record(7, "send")
+    now[0] = 5.1  # the window has passed
+    assert budget.spare(7)

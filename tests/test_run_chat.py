@@ -110,3 +110,31 @@ def test_end_of_input_ends_the_run(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "piped" in proc.stdout and "Summary of run" in proc.stdout
+
+
+def test_replies_files_and_slash_commands_from_the_terminal(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the launch code is 0000\n")
+    typed = "\n".join(
+        [
+            "!echo first answer",
+            "> 1 !echo a reply to the first",
+            "> 9 no such answer",
+            f"/file {notes} !echo read it",
+            "/stats",
+            "/reset",
+            "/nope",
+            "",
+        ]
+    )
+    args = [sys.executable, "-m", "botctl", "run", "--chat"]
+    args += ["--metrics-file", str(tmp_path / "m.jsonl")]
+    proc = subprocess.run(args, input=typed, capture_output=True, text=True, timeout=120, env=env())
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    assert "bot [1]> first answer" in out and "bot [2]> a reply to the first" in out
+    assert "no answer 9 to reply to" in out
+    assert "read it" in out  # the question that came with the file was answered
+    assert "LLM requests" in out  # /stats answered as the command, not as a question
+    assert "History cleared." in out or "There was no history here." in out
+    assert "unknown command /nope" in out

@@ -94,5 +94,5 @@ def test_chat_mode_streams_the_reply_to_the_terminal(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=90, env=env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "bot> hello from the terminal" in proc.stdout
+    assert "bot [1]> hello from the terminal" in proc.stdout
     assert count(metrics, "message") == 1  # end of input stops the bot gracefully

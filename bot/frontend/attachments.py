@@ -1,8 +1,9 @@
 """A message's attachments for the model: text files inlined with their name, images for a vision
 model, and a short note for anything left out (never a silent drop).
 
-Read with the bot's one HTTP session, each bounded in time and bytes (the size Discord announces is
-checked first, then the bytes actually read).
+Read with the bot's one HTTP session, all of a message's files at once, each bounded in time and
+bytes (the size Discord announces is checked first, then the bytes actually read); a file that
+cannot be read (an HTTP error, a timeout) is left out with a note saying why.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -98,46 +99,63 @@ async def _read(session: aiohttp.ClientSession, url: str, cap: int) -> bytes | N
         return bytes(body)
 
 
+def _failure(name: str, error: BaseException) -> str:
+    if isinstance(error, aiohttp.ClientResponseError):
+        return f"{name}: could not be downloaded (HTTP {error.status})"
+    if isinstance(error, TimeoutError):
+        return f"{name}: could not be downloaded within {READ_TIMEOUT:g} s"
+    return f"{name}: could not be downloaded"
+
+
 async def read_attachments(
     session: aiohttp.ClientSession,
     attachments: Sequence[discord.Attachment],
     *,
     vision: bool,
 ) -> Attached:
+    """What the model gets of ``attachments``, in their order. The files are read at once, each
+    within ``READ_TIMEOUT``: a message waits for its slowest attachment, not for their sum."""
     out = Attached()
+    notes: list[str | None] = []  # per attachment: why it is left out, or None to read it
+    reads: list[tuple[int, str, Awaitable[bytes | None]]] = []
+    images = 0
     for attachment in attachments:
         name = attachment.filename
         out.names.append(name)
         kind = _kind(attachment)
-        if kind == "other":
-            out.notes.append(f"{name}: not a text file or an image")
-            continue
-        if kind == "image" and not vision:
-            out.notes.append(f"{name}: no model here can see images")
-            continue
-        if kind == "image" and len(out.images) >= MAX_IMAGES:
-            out.notes.append(f"{name}: at most {MAX_IMAGES} images a message")
-            continue
         cap = MAX_IMAGE_BYTES if kind == "image" else MAX_TEXT_BYTES
-        if attachment.size > cap:
-            out.notes.append(f"{name}: larger than {cap // 1024} KB")
-            continue
-        try:
-            data = await _read(session, attachment.url, cap)
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            out.notes.append(f"{name}: could not be downloaded")
-            continue
-        if data is None:
-            out.notes.append(f"{name}: larger than {cap // 1024} KB")
+        if kind == "other":
+            notes.append(f"{name}: not a text file or an image")
+        elif kind == "image" and not vision:
+            notes.append(f"{name}: no model here can see images")
+        elif kind == "image" and images >= MAX_IMAGES:
+            notes.append(f"{name}: at most {MAX_IMAGES} images a message")
+        elif attachment.size > cap:
+            notes.append(f"{name}: larger than {cap // 1024} KB")
+        else:
+            images += kind == "image"
+            reads.append((len(notes), kind, _read(session, attachment.url, cap)))
+            notes.append(None)
+    results = await asyncio.gather(*(read for _, _, read in reads), return_exceptions=True)
+    texts: dict[int, str] = {}
+    for (index, kind, _), result in zip(reads, results, strict=True):
+        name = out.names[index]
+        cap = MAX_IMAGE_BYTES if kind == "image" else MAX_TEXT_BYTES
+        if isinstance(result, aiohttp.ClientError | OSError | TimeoutError):
+            notes[index] = _failure(name, result)
+        elif isinstance(result, BaseException):
+            raise result
+        elif result is None:
+            notes[index] = f"{name}: larger than {cap // 1024} KB"
         elif kind == "image":
-            out.images.append(base64.b64encode(data).decode("ascii"))
-        elif b"\x00" in data:
-            out.notes.append(f"{name}: not a text file")
+            out.images.append(base64.b64encode(result).decode("ascii"))
+        elif b"\x00" in result:
+            notes[index] = f"{name}: not a text file"
         else:
             try:
-                text = data.decode("utf-8")
+                texts[index] = f"[file {name}]\n{result.decode('utf-8')}"
             except UnicodeDecodeError:
-                out.notes.append(f"{name}: not UTF-8 text")
-                continue
-            out.texts.append(f"[file {name}]\n{text}")
+                notes[index] = f"{name}: not UTF-8 text"
+    out.texts = [texts[i] for i in sorted(texts)]
+    out.notes = [note for note in notes if note is not None]
     return out

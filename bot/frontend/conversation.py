@@ -2,8 +2,9 @@
 
 - A reply (``message_reference``): the chain of replies it belongs to, the bot's own answers as
   ``assistant``, from :class:`~bot.chains.Chains`, fetched through discord.py when not remembered
-  (at most ``max_fetches`` a message; a deleted message ends the chain with a note). Works after
-  ``/reset`` and after the channel's history was evicted.
+  (at most ``max_fetches`` a message). A deleted message is left out with a note (and never
+  fetched again), a chain that loops is cut with a note. Works after ``/reset`` and after the
+  channel's history was evicted; :meth:`ConversationResolver.forget` takes a MESSAGE_DELETE.
 - A message in a thread started from a message: the thread's own history, first seeded with that
   message's conversation (its chain, and the bot's answer to it).
 - Anything else: the channel's history.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot.chains import Chains
+from bot.chains import GONE, Chains
 from bot.history import ChatHistoryManager
 
 __all__ = ["Context", "ConversationResolver"]
@@ -62,9 +63,10 @@ class ConversationResolver:
         reference = message.reference
         if reference is not None and reference.message_id is not None:
             return await self._reply(message, reference)
+        context = Context(str(channel.id))
         if isinstance(channel, discord.Thread):
-            await self._seed_thread(channel)
-        return Context(str(channel.id))
+            await self._seed_thread(channel, context.notes)
+        return context
 
     async def _reply(
         self, message: discord.Message, reference: discord.MessageReference
@@ -72,7 +74,11 @@ class ConversationResolver:
         parent = reference.message_id
         assert parent is not None
         resolved = reference.resolved
-        if isinstance(resolved, discord.Message) and self.chains.get(parent) is None:
+        if isinstance(resolved, discord.DeletedReferencedMessage):
+            # Discord says the message replied to is gone: out of the bot's memory too (a
+            # tombstone: the walk steps over it to what it replied to, when that is known).
+            self.chains.forget(parent)
+        elif isinstance(resolved, discord.Message) and self.chains.get(parent) is None:
             self._remember(resolved, fetched=False)  # discord.py gave it with the reply
         context = Context(str(message.channel.id), parent=parent)
         chain = await self._walk(message.channel, parent, context.notes)
@@ -84,46 +90,66 @@ class ConversationResolver:
     ) -> list[dict[str, str]]:
         fetches = 0
         while True:
-            chain, missing = self.chains.walk(start, self.limit)
-            if missing is None:
-                return chain
-            if fetches >= self.max_fetches:
+            found = self.chains.trace(start, self.limit)
+            missing = found.missing
+            if missing is not None and fetches >= self.max_fetches:
                 notes.append("an older part of the reply chain was left out")
-                return chain
-            fetches += 1
-            try:
-                found = await channel.fetch_message(missing)
-            except discord.NotFound:
-                notes.append("a message of the reply chain was deleted")
-                return chain
-            except discord.HTTPException:
-                notes.append("a message of the reply chain could not be read")
-                return chain
-            self._remember(found, fetched=True)
+                missing = None
+            elif missing is not None:
+                fetches += 1
+                try:
+                    fetched = await channel.fetch_message(missing)
+                except discord.NotFound:
+                    self.chains.forget(missing)  # never fetched again; the next trace notes it
+                    continue
+                except discord.HTTPException:
+                    notes.append("a message of the reply chain could not be read")
+                    missing = None
+                else:
+                    self._remember(fetched, fetched=True)
+                    continue
+            if found.gone:
+                notes.append(
+                    "a deleted message of the reply chain"
+                    if found.gone == 1
+                    else f"{found.gone} deleted messages of the reply chain"
+                )
+            if found.looped:
+                notes.append("the reply chain loops back on itself: cut where it repeats")
+            return found.messages
 
-    async def _seed_thread(self, thread: discord.Thread) -> None:
-        """A thread's first question continues its starter message's conversation."""
+    async def _seed_thread(self, thread: discord.Thread, notes: list[str]) -> None:
+        """A thread's first question continues its starter message's conversation: the starter's
+        chain (fetched as a reply's is, when not remembered) and the bot's answer to it."""
         key = str(thread.id)
         if key in self.history:
             return
         starter = thread.id  # a thread started from a message has that message's id
+        parent = thread.parent
+        where = parent if isinstance(parent, discord.abc.Messageable) else None
         if self.chains.get(starter) is None:
-            parent = thread.parent
-            if parent is None or not isinstance(parent, discord.abc.Messageable):
+            if where is None:
                 return
             try:
-                found = await parent.fetch_message(starter)
+                found = await where.fetch_message(starter)
             except discord.HTTPException:
-                return
+                return  # a thread made without a starter message, or the starter is gone
             self._remember(found, fetched=True)
-        chain, _missing = self.chains.walk(starter, self.limit)
+        if where is not None:
+            chain = await self._walk(where, starter, notes)
+        else:
+            chain = self.chains.trace(starter, self.limit).messages
         answer = self.chains.answer_to(starter)
         if answer is not None:
             link = self.chains.get(answer)
-            if link is not None:
+            if link is not None and link.role != GONE:
                 chain.append({"role": link.role, "content": link.content})
         for item in chain:
             self.history.add_message(key, item["role"], item["content"])
+
+    def forget(self, message_id: int) -> None:
+        """A message was deleted (MESSAGE_DELETE): its text leaves the bot's memory."""
+        self.chains.forget(message_id, known_only=True)
 
     def remember_question(self, message: discord.Message, text: str, parent: int | None) -> None:
         self.chains.remember(message.id, "user", text, parent)

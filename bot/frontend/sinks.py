@@ -3,19 +3,61 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import discord
 
 
+class WriteBudget:
+    """The bot's recent message writes per channel, against Discord's limit of 5 per 5 s (sends
+    and edits each): enough to tell an intermediate edit to stand aside before it meets a 429."""
+
+    WINDOW = 5.0
+    LIMIT = 5
+    # An intermediate edit leaves these writes free: the final text and the next reply's post.
+    RESERVE = 2
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._writes: dict[tuple[int, str], deque[float]] = {}
+
+    def _recent(self, channel: int, kind: str) -> deque[float]:
+        key = (channel, kind)
+        times = self._writes.get(key)
+        if times is None:
+            if len(self._writes) > 10_000:  # bounded: forget channels with no recent write
+                self._writes = {k: v for k, v in self._writes.items() if v}
+            times = self._writes[key] = deque()
+        horizon = self._clock() - self.WINDOW
+        while times and times[0] <= horizon:
+            times.popleft()
+        return times
+
+    def record(self, channel: int, kind: str) -> None:
+        self._recent(channel, kind).append(self._clock())
+
+    def spare(self, channel: int, kind: str = "edit") -> bool:
+        return len(self._recent(channel, kind)) < self.LIMIT - self.RESERVE
+
+
 class MessageReplySink:
     """Every part replies to the question (no ping: the client's AllowedMentions.none())."""
 
-    def __init__(self, message: discord.Message) -> None:
+    def __init__(self, message: discord.Message, budget: WriteBudget | None = None) -> None:
         self.message = message
         self.reference = message.to_reference(fail_if_not_exists=False)
+        self.budget = budget
+        self.channel_id = message.channel.id
+
+    def spare(self) -> bool:
+        return self.budget is None or self.budget.spare(self.channel_id)
 
     async def send(self, content: str) -> discord.Message:
+        if self.budget is not None:
+            self.budget.record(self.channel_id, "send")
         try:
             return await self._send(content)
         except discord.DiscordServerError:
@@ -29,6 +71,8 @@ class MessageReplySink:
         )
 
     async def edit(self, handle: Any, content: str) -> None:
+        if self.budget is not None:
+            self.budget.record(self.channel_id, "edit")
         await handle.edit(content=content)
 
     async def typing(self) -> None:

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -75,10 +76,16 @@ class RunReporter:
         if console.is_terminal:
             console.print("[bold]you>[/] ", end="")
 
-    def chat_reply(self, text: str, done: bool) -> None:
-        """Print what is new in the reply as the bot streams it; a newline once it settles."""
+    def note(self, text: str) -> None:
+        console.print(f"[dim]{escape(text)}[/]", highlight=False)
+
+    def chat_reply(self, text: str, done: bool, number: int | None = None) -> None:
+        """Print what is new in the reply as the bot streams it; a newline once it settles.
+
+        ``number`` is the answer's number, for ``> N text`` replies."""
         if self._shown == 0 and text:
-            console.print("[bold cyan]bot>[/] ", end="")
+            tag = f" [{number}]" if number is not None else ""
+            console.print(f"[bold cyan]bot{escape(tag)}>[/] ", end="")
         if len(text) > self._shown:
             console.print(text[self._shown :], end="", highlight=False, markup=False)
             self._shown = len(text)

@@ -60,7 +60,9 @@ async def run_in_sandbox(
             nonlocal chat_task
             if options.chat:
                 chat_task = asyncio.create_task(
-                    chat_loop(sandbox, stop, StdinLines(), hooks.prompt, hooks.chat_reply)
+                    chat_loop(
+                        sandbox, stop, StdinLines(), hooks.prompt, hooks.chat_reply, hooks.note
+                    )
                 )
             else:
                 await sandbox.start_traffic()

@@ -19,7 +19,7 @@ from bot.engine import Question
 from bot.frontend.access import REFUSED_IN_DM, Access
 from bot.frontend.attachments import Attached, read_attachments
 from bot.frontend.conversation import ConversationResolver
-from bot.frontend.sinks import InteractionSink, MessageReplySink
+from bot.frontend.sinks import InteractionSink, MessageReplySink, WriteBudget
 from bot.llm.errors import LLMError
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class Chat(commands.Cog):
         self.access = Access.from_settings(settings)
         self._resolver: ConversationResolver | None = None
         self._slots = asyncio.Semaphore(MAX_ANSWERS_IN_FLIGHT)
+        self.budget = WriteBudget()
 
     @property
     def resolver(self) -> ConversationResolver:
@@ -116,7 +117,7 @@ class Chat(commands.Cog):
     async def _answer(
         self, message: discord.Message, channel: str, text: str, received: float
     ) -> None:
-        sink = MessageReplySink(message)
+        sink = MessageReplySink(message, self.budget)
         wait = self.cooldown.retry_after(message.author.id, received)
         if wait > 0:
             await self._notice(

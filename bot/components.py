@@ -18,6 +18,7 @@ import aiohttp
 
 from bot.chains import Chains
 from bot.context import Summaries
+from bot.cooldown import Cooldown
 from bot.dedup import RequestDeduplicator
 from bot.engine import ChatEngine
 from bot.history import ChatHistoryManager
@@ -127,6 +128,7 @@ class Components:
             self.knowledge.open_all(sorted(kb_paths))
             self.engine.knowledge = self.knowledge
         self.chains = Chains()
+        self.cooldown = Cooldown(settings.effective_cooldown)
         self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._closed = False

@@ -214,6 +214,7 @@ class ChatEngine(Tally):
             history: list[Message] = list(question.context)
             summary = None
         else:
+            await self.history.load(conversation)
             history = list(self.history.get_history(conversation))
             summary = self.summaries.get(conversation)
 

@@ -70,6 +70,9 @@ class ChatHistoryManager:
             channels.move_to_end(key)
         messages.append({"role": role, "content": content})
 
+    async def load(self, channel_id: str | int) -> None:
+        """Make sure the channel's history is here (a shared store fetches it; this one has it)."""
+
     def trim(self, channel_id: str | int, count: int, first: object) -> bool:
         """Drop the ``count`` oldest messages if the oldest is still ``first`` (the very dict a
         lookup returned): two answers folding the same turns at once drop them once."""

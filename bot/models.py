@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.choices import ChannelChoices
 from bot.llm.http import HTTPTransport
 from bot.llm.types import ChatRequest, Chunk
 from bot.routing import ModelSpec, RoutingSpec
@@ -123,6 +124,7 @@ class ModelSet:
         transport_for: Callable[[ModelSpec], HTTPTransport],
         *,
         default: str,
+        choices: ChannelChoices | None = None,
     ) -> None:
         self._models: dict[str, Model] = {}
         for spec in specs.values():
@@ -130,7 +132,7 @@ class ModelSet:
             self._models[spec.name] = Model(spec, transport_for(spec), slots)
         self.routing = routing
         self.default = self._models[routing.default or default]
-        self._channel: dict[int, str] = {}
+        self.choices = choices or ChannelChoices()
 
     def __iter__(self) -> Iterator[Model]:
         return iter(self._models.values())
@@ -152,17 +154,14 @@ class ModelSet:
     # -- the channels' choices -----------------------------------------------------------------
 
     def channel_model(self, channel: int) -> Model | None:
-        name = self._channel.get(channel)
+        name = self.choices.get("model", channel)
         return self._models.get(name) if name is not None else None
 
     def set_channel_model(self, channel: int, name: str | None) -> None:
         """``name`` for the channel from now on; ``None`` goes back to the routing."""
-        if name is None:
-            self._channel.pop(channel, None)
-        elif name not in self._models:
+        if name is not None and name not in self._models:
             raise KeyError(name)
-        else:
-            self._channel[channel] = name
+        self.choices.set("model", channel, name)
 
     # -- routing -------------------------------------------------------------------------------
 

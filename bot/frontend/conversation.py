@@ -6,7 +6,8 @@
   fetched again), a chain that loops is cut with a note. Works after ``/reset`` and after the
   channel's history was evicted; :meth:`ConversationResolver.forget` takes a MESSAGE_DELETE.
 - A message in a thread started from a message: the thread's own history, first seeded with that
-  message's conversation (its chain, and the bot's answer to it).
+  message's conversation (its chain, and the bot's answer to it: after a restart, found in one
+  page of the channel's history after the starter).
 - Anything else: the channel's history.
 """
 
@@ -23,6 +24,7 @@ from bot.history import ChatHistoryManager
 __all__ = ["Context", "ConversationResolver"]
 
 MAX_FETCHES = 5
+ANSWER_SCAN = 10  # messages after a thread's starter searched for the bot's answer to it
 
 
 @dataclass(slots=True)
@@ -140,12 +142,42 @@ class ConversationResolver:
         else:
             chain = self.chains.trace(starter, self.limit).messages
         answer = self.chains.answer_to(starter)
+        if answer is None and where is not None and self._asked(starter):
+            answer = await self._find_answer(where, starter)
         if answer is not None:
             link = self.chains.get(answer)
             if link is not None and link.role != GONE:
                 chain.append({"role": link.role, "content": link.content})
         for item in chain:
             self.history.add_message(key, item["role"], item["content"])
+
+    def _asked(self, message_id: int) -> bool:
+        link = self.chains.get(message_id)
+        return link is not None and link.role == "user"
+
+    async def _find_answer(self, channel: discord.abc.Messageable, question: int) -> int | None:
+        """The bot's answer to ``question`` when it is not remembered (the bot restarted since):
+        one page of the channel's history after the question (``ANSWER_SCAN`` messages)."""
+        parts: list[discord.Message] = []
+        try:
+            async for found in channel.history(
+                limit=ANSWER_SCAN, after=discord.Object(id=question), oldest_first=True
+            ):
+                reference = found.reference
+                if (
+                    found.author.id == self.bot_id
+                    and reference is not None
+                    and reference.message_id == question
+                ):
+                    parts.append(found)
+        except discord.HTTPException:
+            return None
+        if not parts:
+            return None
+        text = "\n".join(part.content for part in parts)
+        for part in parts:
+            self.chains.remember(part.id, "assistant", text, question, fetched=True)
+        return parts[-1].id
 
     def forget(self, message_id: int) -> None:
         """A message was deleted (MESSAGE_DELETE): its text leaves the bot's memory."""

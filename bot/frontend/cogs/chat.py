@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -29,32 +28,10 @@ log = logging.getLogger("bot.frontend.chat")
 
 EMPTY_QUESTION = "Ask me something after the mention, for example: @me what is a closure?"
 GENERIC_FAILURE = "Sorry, something went wrong while answering; please try again."
-_COOLDOWN_KEEP = 10_000
 # Answers streaming at once. Past this, new questions wait their turn: under a flood, starting
 # every LLM call at once starves the sends and the bot's throughput collapses (bench: 37 replies/s
 # uncapped against 250+ capped at 800 msg/s offered).
 MAX_ANSWERS_IN_FLIGHT = 256
-
-
-class Cooldown:
-    """Per-user cooldown; remembers at most ``_COOLDOWN_KEEP`` users (oldest forgotten first)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._last: OrderedDict[int, float] = OrderedDict()
-
-    def retry_after(self, user_id: int, now: float) -> float:
-        """0 if the user may ask now (and records it), else the seconds left."""
-        if self.seconds <= 0:
-            return 0.0
-        last = self._last.get(user_id)
-        if last is not None and now - last < self.seconds:
-            return self.seconds - (now - last)
-        self._last[user_id] = now
-        self._last.move_to_end(user_id)
-        if len(self._last) > _COOLDOWN_KEEP:
-            self._last.popitem(last=False)
-        return 0.0
 
 
 class Chat(commands.Cog):
@@ -63,7 +40,7 @@ class Chat(commands.Cog):
         self.engine = bot.engine
         settings = bot.components.settings
         self.reply_channels = frozenset(settings.reply_channels)
-        self.cooldown = Cooldown(settings.effective_cooldown)
+        self.cooldown = bot.components.cooldown
         self.access = Access.from_settings(settings)
         self._resolver: ConversationResolver | None = None
         self._slots = asyncio.Semaphore(MAX_ANSWERS_IN_FLIGHT)
@@ -118,7 +95,7 @@ class Chat(commands.Cog):
         self, message: discord.Message, channel: str, text: str, received: float
     ) -> None:
         sink = MessageReplySink(message, self.budget)
-        wait = self.cooldown.retry_after(message.author.id, received)
+        wait = await self.cooldown.check(message.author.id, received)
         if wait > 0:
             await self._notice(
                 sink,

@@ -50,6 +50,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant in a Discord server. Answer clearly and concisely."
 )
 _LLM, _DISCORD, _HISTORY, _METRICS = "LLM", "Discord", "History", "Metrics"
+_SCALE = "Scale-out"
 
 
 def _discord_url(schemes: tuple[str, ...], example: str) -> Any:
@@ -75,6 +76,20 @@ def _token(name: str, value: Any) -> str | None:
     if not isinstance(value, str):
         raise SettingsError(f"{name}: expected a string (the bot token from the Discord portal)")
     return value.strip() or None
+
+
+def _redis_url(name: str, value: Any) -> str:
+    url = str(value).strip()
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("redis", "rediss", "unix", "valkey") and bool(
+            parts.hostname or parts.path
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(f"{name}: expected a URL such as redis://127.0.0.1:6379/0")
+    return url
 
 
 def _choice(*choices: str) -> Any:
@@ -286,6 +301,35 @@ class Settings:
     block_users: tuple[int, ...] = option(
         (), "Never these users.", id_list, env="BOT_BLOCK_USERS", flag="", panel=_DISCORD
     )
+    shards: int | None = option(
+        None,
+        "Run this many shards in this one process (discord.py's AutoShardedBot).",
+        optional(number(int, minimum=1)),
+        env="BOT_SHARDS",
+        panel=_SCALE,
+    )
+    shard_count: int | None = option(
+        None,
+        "Shards of the whole bot, when several processes share it (with --shard-ids).",
+        optional(number(int, minimum=1)),
+        env="BOT_SHARD_COUNT",
+        panel=_SCALE,
+    )
+    shard_ids: tuple[int, ...] = option(
+        (),
+        "The shards this process runs, such as 0,1 (with --shard-count).",
+        id_list,
+        env="BOT_SHARD_IDS",
+        panel=_SCALE,
+    )
+    redis: str | None = option(
+        None,
+        "Redis (or Valkey) URL where processes share dedup, history, cooldowns and channel "
+        "settings, such as redis://127.0.0.1:6379/0.",
+        optional(_redis_url),
+        env="BOT_REDIS_URL",
+        panel=_SCALE,
+    )
     admins: tuple[int, ...] = option(
         (),
         "User ids allowed /model and /persona besides members with Manage Server.",
@@ -347,6 +391,16 @@ class Settings:
         if self.token and (self.discord_api is None) != (self.discord_gateway is None):
             # Pointing only one of the two at a proxy would send the token to the real Discord.
             raise SettingsError("discord_api and discord_gateway: give both, or neither")
+        if self.shard_ids and not self.shard_count:
+            raise SettingsError("shard_ids: give --shard-count too (the shards of the whole bot)")
+        if self.shards and self.shard_count:
+            raise SettingsError("shards and shard_count: give one (--shards N in one process)")
+        for shard in self.shard_ids:
+            if self.shard_count is not None and not 0 <= shard < self.shard_count:
+                raise SettingsError(
+                    f"shard_ids: {shard} is not a shard of {self.shard_count} (0 to "
+                    f"{self.shard_count - 1})"
+                )
         env = os.environ if environ is None else environ
         for name in sorted(self.routing.names()):
             if name not in self.models and not (name == self.model and not self.models):

@@ -108,10 +108,10 @@ class Bot:
             where.get("channel") or self.channel, where.get("user") or self.user, command, options
         )
         async with asyncio.timeout(REPLY_TIMEOUT):
-            while True:  # noqa: ASYNC110 - the recorder offers no wait for interaction responses
+            while True:  # the recorder offers no wait for interaction responses
                 found = [r for r in self.server.interaction_responses if r.interaction_id == iid]
                 if found:
-                    return str(found[0].data.get("content", ""))
+                    return str((found[0].data or {}).get("content", ""))
                 await asyncio.sleep(0.02)
 
 
@@ -120,7 +120,9 @@ async def sandbox(
     *, llm: dict[str, Any] | None = None, **discord: Any
 ) -> AsyncIterator[tuple[DiscordServer, LLMServer]]:
     server = DiscordServer(**{"channels": 3, "users": 5, "rate_limits": False, **discord})
-    model = LLMServer(**{"latency": 0.0, "tokens_per_second": 0.0, "record_limit": 1000, **(llm or {})})
+    model = LLMServer(
+        **{"latency": 0.0, "tokens_per_second": 0.0, "record_limit": 1000, **(llm or {})}
+    )
     await server.start()
     try:
         await model.start()
@@ -166,8 +168,9 @@ async def serving(
         )
     )
     try:
+        waiters: set[asyncio.Future[Any]] = {task, ready}
         done, _ = await asyncio.wait(
-            {task, ready}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            waiters, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
         )
         if not ready.done():
             raise AssertionError(
@@ -202,6 +205,13 @@ def turns(messages: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
 async def no_reply(bot: Bot, mid: str, wait: float = 1.0) -> bool:
     """Whether the bot left ``mid`` unanswered for ``wait`` seconds."""
     return await bot.server.wait_for_settled_reply(mid, wait, settle=wait / 2) == []
+
+
+def dm_channel(server: DiscordServer, message_id: str) -> str:
+    """The channel of a message (a DM's, for a DM)."""
+    message = server.message(message_id)
+    assert message is not None
+    return str(message["channel_id"])
 
 
 def rest_calls(server: DiscordServer) -> int:

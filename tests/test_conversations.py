@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from _conversations import (
-    Bot,
+    dm_channel,
     no_reply,
     rest_calls,
     running_bot,
@@ -108,7 +108,10 @@ async def test_two_interleaved_chains_in_one_channel_keep_separate_contexts(
         ]
         # A reply to the first question itself (not to the answer) starts from that question.
         await bot.ask("!echo alpha again", user=alice, reply_to=qa1)
-        assert turns(bot.last_chat()) == [("user", "!echo alpha one"), ("user", "!echo alpha again")]
+        assert turns(bot.last_chat()) == [
+            ("user", "!echo alpha one"),
+            ("user", "!echo alpha again"),
+        ]
 
 
 async def test_a_thread_continues_its_starter_messages_conversation(tmp_path: Path) -> None:
@@ -143,6 +146,33 @@ async def test_a_thread_continues_its_starter_messages_conversation(tmp_path: Pa
         assert tq1 != a1.id
 
 
+async def test_a_thread_after_a_restart_fetches_its_starter_and_the_answer(
+    tmp_path: Path,
+) -> None:
+    async with sandbox() as (server, llm):
+        async with serving(server, llm, tmp_path / "first.jsonl") as first:
+            _, a0 = await first.ask("!echo zero")
+            q1, _ = await first.ask("!echo one", reply_to=a0.id, mention=False)
+            await first.ask("!echo later chatter")
+        async with serving(server, llm, tmp_path / "second.jsonl") as bot:
+            thread = server.start_thread(q1)
+            await server.flush()
+            await bot.ask("!echo in the thread", channel=thread)
+            assert [c for _, c in turns(bot.last_chat())] == [
+                "!echo zero",
+                "zero",
+                "!echo one",
+                "one",
+                "!echo in the thread",
+            ]
+            # The starter and its chain (fetch), the answer to it (one page of history).
+            assert bot.components.chains.fetched == 4
+            before = rest_calls(server)
+            await bot.ask("!echo again", channel=thread)
+            assert rest_calls(server) - before == 1  # seeded once: the send alone
+            assert len(turns(bot.last_chat())) == 7
+
+
 async def test_a_chain_the_bot_does_not_remember_is_fetched_once(tmp_path: Path) -> None:
     async with sandbox() as (server, llm):
         async with serving(server, llm, tmp_path / "first.jsonl") as first:
@@ -169,7 +199,11 @@ async def test_a_chain_the_bot_does_not_remember_is_fetched_once(tmp_path: Path)
 
             before = rest_calls(server)
             await bot.ask("!echo four", reply_to=a3.id, mention=False)
-            assert [c for _, c in turns(bot.last_chat())][-3:] == ["!echo three", "three", "!echo four"]
+            assert [c for _, c in turns(bot.last_chat())][-3:] == [
+                "!echo three",
+                "three",
+                "!echo four",
+            ]
             assert len(turns(bot.last_chat())) == 7
             assert chains.fetched == 3  # the second reply in that chain fetched nothing
             assert rest_calls(server) - before == 1  # its answer's send alone
@@ -199,7 +233,9 @@ async def test_fetches_per_message_are_capped_and_the_rest_is_noted(tmp_path: Pa
                 "!echo step 5",
             ]
             assert reply.content.startswith("step 5")
-            assert reply.content.endswith("-# Left out: an older part of the reply chain was left out")
+            assert reply.content.endswith(
+                "-# Left out: an older part of the reply chain was left out"
+            )
 
 
 # ------------------------------------------------------------------------------- context budget
@@ -252,7 +288,9 @@ async def test_a_200_message_conversation_stays_in_budget_with_the_expected_summ
         await asyncio.sleep(0.2)  # the last answer's bookkeeping
 
         requests = [r.messages for r in bot.chat_requests()]
-        summaries = [m for m in requests if m[0]["content"] == summary_request(None, [])[0]["content"]]
+        summaries = [
+            m for m in requests if m[0]["content"] == summary_request(None, [])[0]["content"]
+        ]
         answers = [m for m in requests if m not in summaries]
         assert len(answers) == QUESTIONS
         # Every summary the sandbox writes is "Summary of 1 message: " and 120 characters.
@@ -404,6 +442,7 @@ async def test_persona_rules_slash_persona_and_stats(tmp_path: Path) -> None:
             "persona_rules": [
                 {"regex": "(?i)^arr\\b", "persona": "pirate"},
                 {"channels": [int(help_desk)], "persona": "teacher"},
+                {"channel_name": "class-*", "persona": "teacher"},
             ],
         }
         async with serving(server, llm, tmp_path / "metrics.jsonl", **settings) as bot:
@@ -419,8 +458,12 @@ async def test_persona_rules_slash_persona_and_stats(tmp_path: Path) -> None:
             assert sent is not None and sent.body.get("options", {}).get("seed") == 7
             await bot.ask("how do fractions work?", channel=other)
             assert system() == DEFAULT_SYSTEM_PROMPT
+            classroom = server.create_channel("class-7b")
+            await server.flush()
+            await bot.ask("how do decimals work?", channel=classroom)
+            assert system() == "You are a patient teacher."
             personas = [e["persona"] for e in await bot.events("llm_call")]
-            assert personas == ["pirate", "teacher", None]
+            assert personas == ["pirate", "teacher", None, "teacher"]
 
             member, moderator = server.user_ids[1], server.moderator_id
             listed = await bot.interaction("persona", channel=other, user=member)
@@ -463,7 +506,7 @@ async def test_a_blocked_user_gets_nothing_in_a_channel_and_a_note_in_a_dm(
             calls = llm.calls_total
             assert await no_reply(bot, bot.say("!echo hello?", user=blocked))
             dm = server.post_dm(blocked, "!echo hello in private?")
-            (note,) = await sends_in(server, server.message(dm)["channel_id"])
+            (note,) = await sends_in(server, dm_channel(server, dm))
             assert note.content == REFUSED_IN_DM
             assert llm.calls_total == calls
             _, answer = await bot.ask("!echo hello", user=other)
@@ -505,7 +548,7 @@ async def test_allow_users_roles_and_channels_are_honoured(tmp_path: Path) -> No
             dm = server.post_dm(allowed, "!echo private")
             assert [p.content for p in await bot.reply_to(dm)] == ["private"]
             dm = server.post_dm(stranger, "!echo private?")
-            (note,) = await sends_in(server, server.message(dm)["channel_id"])
+            (note,) = await sends_in(server, dm_channel(server, dm))
             assert note.content == REFUSED_IN_DM
 
 

@@ -174,7 +174,7 @@ async def test_an_invalid_shard_is_refused() -> None:
 
 
 async def test_the_sandbox_process_takes_guilds_and_shards_from_its_config() -> None:
-    config = SandboxConfig(guilds=3, shards=2, channels=6, users=2, llm=False)
+    config = SandboxConfig(guilds=3, gateway_shards=2, channels=6, users=2, llm=False)
     async with SandboxProcess(config) as process, aiohttp.ClientSession() as http:
         world = await process.world()
         assert len(world["guilds"]) == 3

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.components import Components
-from bot.frontend.client import ChatBot
+from bot.frontend.client import make_bot
 from bot.frontend.endpoints import configure_endpoints
 from bot.frontend.errors import describe_connect_error
 from bot.settings import Settings
@@ -56,7 +56,7 @@ async def serve(
 
     configure_endpoints(settings.discord_api, settings.discord_gateway)
     parts = components or Components(settings)
-    bot = ChatBot(parts, sync_commands=sync_commands, **(client_options or {}))
+    bot = make_bot(parts, sync_commands=sync_commands, **(client_options or {}))
     result = ServeResult(summary={}, counters={})
 
     async def watch_ready() -> None:

@@ -24,6 +24,7 @@ MAX_TEXT_BYTES = 64 * 1024
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_IMAGES = 4
 READ_TIMEOUT = 10.0
+MIN_CUT_CHARS = 200  # a text file cut shorter than this is left out instead
 _TEXT_SUFFIXES = frozenset(
     [
         ".txt",
@@ -112,9 +113,13 @@ async def read_attachments(
     attachments: Sequence[discord.Attachment],
     *,
     vision: bool,
+    max_text_chars: int | None = None,
 ) -> Attached:
     """What the model gets of ``attachments``, in their order. The files are read at once, each
-    within ``READ_TIMEOUT``: a message waits for its slowest attachment, not for their sum."""
+    within ``READ_TIMEOUT``: a message waits for its slowest attachment, not for their sum.
+
+    ``max_text_chars``: the room the question has in the model's context, in characters; text
+    files past it are cut (their beginning kept) or left out, with a note."""
     out = Attached()
     notes: list[str | None] = []  # per attachment: why it is left out, or None to read it
     reads: list[tuple[int, str, Awaitable[bytes | None]]] = []
@@ -156,6 +161,21 @@ async def read_attachments(
                 texts[index] = f"[file {name}]\n{result.decode('utf-8')}"
             except UnicodeDecodeError:
                 notes[index] = f"{name}: not UTF-8 text"
-    out.texts = [texts[i] for i in sorted(texts)]
+    room = max_text_chars
+    for index in sorted(texts):
+        block = texts[index]
+        if room is not None and len(block) > room:
+            name = out.names[index]
+            kept = room - len(f"[file {name}]\n")
+            if kept < MIN_CUT_CHARS:
+                notes[index] = f"{name}: no room left for it in the model's context"
+                continue
+            block = block[:room]
+            notes[index] = (
+                f"{name}: cut to its first {kept:,} characters to fit the model's context"
+            )
+        out.texts.append(block)
+        if room is not None:
+            room -= len(block)
     out.notes = [note for note in notes if note is not None]
     return out

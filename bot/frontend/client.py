@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
@@ -36,8 +36,15 @@ def make_intents(*, reply_channels: Iterable[int]) -> discord.Intents:
     return intents
 
 
-class ChatBot(commands.Bot):
-    """The bot. ``components`` holds the engine and everything it owns."""
+if TYPE_CHECKING:
+    _Base = commands.Bot
+else:
+    _Base = object
+
+
+class ChatBotMixin(_Base):
+    """The bot. ``components`` holds the engine and everything it owns. Mixed into discord.py's
+    ``Bot`` (one connection) or ``AutoShardedBot`` (several shards in this process)."""
 
     def __init__(
         self, components: Components, *, sync_commands: bool = True, **options: Any
@@ -120,3 +127,39 @@ class ChatBot(commands.Bot):
             await self.components.close()
         except Exception:
             log.exception("close: closing the engine failed")
+
+
+class ChatBot(ChatBotMixin, commands.Bot):
+    """The bot on one gateway connection."""
+
+
+class ShardedChatBot(ChatBotMixin, commands.AutoShardedBot):
+    """The bot running several shards in this process (``shard_count``, ``shard_ids``)."""
+
+    _identify_concurrency: int | None = None
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord lets ``max_concurrency`` shards identify together, then the next round 5 s
+        later; discord.py's default waits 5 s before every shard but the first."""
+        if initial:
+            return
+        if self._identify_concurrency is None:
+            try:
+                limits = await self.fetch_session_start_limits()
+                self._identify_concurrency = max(1, limits.max_concurrency)
+            except (discord.HTTPException, OSError):
+                self._identify_concurrency = 1
+        concurrency = self._identify_concurrency
+        if shard_id is None or shard_id % concurrency == 0:
+            await asyncio.sleep(5.0)
+
+
+def make_bot(components: Components, **options: Any) -> ChatBotMixin:
+    """A sharded bot when the settings ask for shards, else a plain one."""
+    settings = components.settings
+    if settings.shards or settings.shard_count:
+        options.setdefault("shard_count", settings.shards or settings.shard_count)
+        if settings.shard_ids:
+            options.setdefault("shard_ids", list(settings.shard_ids))
+        return ShardedChatBot(components, **options)
+    return ChatBot(components, **options)

@@ -21,10 +21,17 @@ import discord
 from bot.chains import GONE, Chains
 from bot.history import ChatHistoryManager
 
-__all__ = ["Context", "ConversationResolver"]
+__all__ = ["Context", "ConversationResolver", "answer_text"]
 
 MAX_FETCHES = 5
 ANSWER_SCAN = 10  # messages after a thread's starter searched for the bot's answer to it
+NOTES = "\n\n-# Left out: "  # the line the chat cog ends a reply with: for the user, not the model
+
+
+def answer_text(content: str) -> str:
+    """The bot's answer as the model said it: without the front end's ``-# Left out:`` line."""
+    head, mark, _notes = content.rpartition(NOTES)
+    return head if mark else content
 
 
 @dataclass(slots=True)
@@ -56,9 +63,12 @@ class ConversationResolver:
         return self._mention.sub("", message.content).strip()
 
     def _remember(self, message: discord.Message, *, fetched: bool) -> None:
-        role = "assistant" if message.author.id == self.bot_id else "user"
         parent = message.reference.message_id if message.reference is not None else None
-        self.chains.remember(message.id, role, self.text_of(message), parent, fetched=fetched)
+        if message.author.id == self.bot_id:
+            role, text = "assistant", answer_text(message.content)
+        else:
+            role, text = "user", self.text_of(message)
+        self.chains.remember(message.id, role, text, parent, fetched=fetched)
 
     async def resolve(self, message: discord.Message) -> Context:
         channel = message.channel
@@ -174,7 +184,7 @@ class ConversationResolver:
             return None
         if not parts:
             return None
-        text = "\n".join(part.content for part in parts)
+        text = answer_text("\n".join(part.content for part in parts))
         for part in parts:
             self.chains.remember(part.id, "assistant", text, question, fetched=True)
         return parts[-1].id
@@ -187,5 +197,6 @@ class ConversationResolver:
         self.chains.remember(message.id, "user", text, parent)
 
     def remember_answer(self, ids: list[int], text: str, question_id: int) -> None:
+        text = answer_text(text)
         for message_id in ids:
             self.chains.remember(message_id, "assistant", text, question_id)

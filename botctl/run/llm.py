@@ -100,4 +100,14 @@ async def _probe_one(spec: ModelSpec) -> Probe:
 def make_components(settings: Settings, llm: LLMChoice, url: str | None) -> Components:
     """The bot's parts, the model given on the command line at ``url`` in the protocol found."""
     target = LLMTarget(llm.api, url) if url is not None else None
-    return Components(settings, target=target)
+    shards = shard_ids(settings)
+    fields = {"shard": shards} if shards else None
+    return Components(settings, target=target, metrics_fields=fields)
+
+
+def shard_ids(settings: Settings) -> list[int]:
+    """The shards this process runs (none when it is not sharded)."""
+    if settings.shard_ids:
+        return list(settings.shard_ids)
+    count = settings.shards or settings.shard_count
+    return list(range(count)) if count else []

@@ -31,7 +31,8 @@ async def run_in_sandbox(
     started: float,
     hooks: RunHooks,
 ) -> RunReport:
-    config = replace(config, llm=llm.url is None and llm.needed)
+    shards = settings.shards or settings.shard_count or config.gateway_shards
+    config = replace(config, llm=llm.url is None and llm.needed, gateway_shards=shards)
     async with SandboxProcess(config) as sandbox:
         endpoints = sandbox.endpoints
         assert endpoints is not None

@@ -76,7 +76,7 @@ class SandboxConfig:
         negate=True,
         panel=SANDBOX_PANEL,
     )
-    shards: int = option(
+    gateway_shards: int = option(
         1,
         "Shards the sandbox's GET /gateway/bot recommends to an auto-sharded bot.",
         _positive_int,

@@ -44,7 +44,7 @@ async def serve_sandbox(config: SandboxConfig, stop: asyncio.Event) -> None:
         channels=config.channels,
         users=config.users,
         guilds=config.guilds,
-        shards=config.shards,
+        shards=config.gateway_shards,
         rate_limits=config.rate_limits,
     )
     llm: LLMServer | None = None

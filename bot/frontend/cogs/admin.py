@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 if TYPE_CHECKING:
-    from bot.frontend.client import ChatBot
+    from bot.frontend.client import ChatBotMixin
 
 NOT_ALLOWED = "Only members with Manage Server (or the bot's admins) may change this."
 
@@ -47,7 +47,7 @@ def may_administer(interaction: discord.Interaction[Any], admins: frozenset[int]
 
 
 class Admin(commands.Cog):
-    def __init__(self, bot: ChatBot) -> None:
+    def __init__(self, bot: ChatBotMixin) -> None:
         self.bot = bot
         self.engine = bot.engine
 
@@ -136,7 +136,7 @@ class Admin(commands.Cog):
 
 
 async def setup(bot: commands.Bot) -> None:
-    from bot.frontend.client import ChatBot
+    from bot.frontend.client import ChatBotMixin
 
-    assert isinstance(bot, ChatBot)
+    assert isinstance(bot, ChatBotMixin)
     await bot.add_cog(Admin(bot))

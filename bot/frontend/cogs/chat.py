@@ -22,7 +22,7 @@ from bot.frontend.sinks import InteractionSink, MessageReplySink, WriteBudget
 from bot.llm.errors import LLMError
 
 if TYPE_CHECKING:
-    from bot.frontend.client import ChatBot
+    from bot.frontend.client import ChatBotMixin
 
 log = logging.getLogger("bot.frontend.chat")
 
@@ -35,7 +35,7 @@ MAX_ANSWERS_IN_FLIGHT = 256
 
 
 class Chat(commands.Cog):
-    def __init__(self, bot: ChatBot) -> None:
+    def __init__(self, bot: ChatBotMixin) -> None:
         self.bot = bot
         self.engine = bot.engine
         settings = bot.components.settings
@@ -243,7 +243,7 @@ async def _with_notes(deltas: AsyncIterator[str], notes: list[str]) -> AsyncIter
 
 
 async def setup(bot: commands.Bot) -> None:
-    from bot.frontend.client import ChatBot
+    from bot.frontend.client import ChatBotMixin
 
-    assert isinstance(bot, ChatBot)
+    assert isinstance(bot, ChatBotMixin)
     await bot.add_cog(Chat(bot))

@@ -152,7 +152,10 @@ class Rest:
         return json_response({"url": self._gateway_url()})
 
     async def gateway_bot(self, request: web.Request) -> web.Response:
-        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        # Discord lets a large bot identify up to max_concurrency shards at once (else one every
+        # 5 s); the sandbox lets them all start at once so a sharded run is ready in a second.
+        concurrency = max(1, self.shards)
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": concurrency}
         body = {"url": self._gateway_url(), "shards": self.shards, "session_start_limit": limit}
         return json_response(body)
 

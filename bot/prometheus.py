@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -36,12 +35,14 @@ class MetricsPortError(OSError):
     """The metrics port cannot be served (in use, not permitted); ``str()`` is one line."""
 
 
-class PrometheusExporter:
-    """Tallies metrics events (:meth:`observe`) and serves them at ``http://host:port/metrics``.
+class PrometheusExporter(Tallies):
+    """Tallies metrics events and serves them at ``http://host:port/metrics``.
 
-    ``gauges`` is called at each scrape for ``answers_in_flight``, ``history_hit_rate`` (percent),
-    ``metrics_pending_events`` and ``dedup_pending_requests``; a key that is missing or not a
-    number is left out of that scrape. ``port=0`` picks a free port (see :attr:`port`).
+    :meth:`observe` (inherited from :class:`~bot.prometheus_tally.Tallies`) is the
+    ``MetricsService`` observer: it counts one event and never raises. ``gauges`` is called at each
+    scrape for ``answers_in_flight``, ``history_hit_rate`` (percent), ``metrics_pending_events``
+    and ``dedup_pending_requests``; a key that is missing or not a number is left out of that
+    scrape. ``port=0`` picks a free port (see :attr:`port`).
     """
 
     def __init__(
@@ -51,39 +52,15 @@ class PrometheusExporter:
         host: str = "127.0.0.1",
         gauges: Callable[[], Mapping[str, float]] | None = None,
     ) -> None:
+        super().__init__()
         self._host = host
         self._port = port
-        self._tallies = Tallies()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(TallyCollector(self._tallies, gauges))
+        self.registry.register(TallyCollector(self, gauges))
         # The bot's own CPU, memory and open files, under the standard `process_` names.
         self.registry.register(ProcessCollector(registry=None))
-        t = self._tallies
-        self._handlers: dict[Any, Callable[[Mapping[str, Any]], None]] = {
-            "message": t.message,
-            "reply": t.reply,
-            "llm_call": t.llm_call,
-            "error": t.error,
-            "command": t.command_event,
-        }
         self._runner: web.AppRunner | None = None
         self._bound: int | None = None
-        self._failures = 0
-
-    # -- the hot path --------------------------------------------------------------------------
-
-    def observe(self, event: Mapping[str, Any]) -> None:
-        """Count one metrics event (a ``MetricsService`` observer); never raises."""
-        handler = self._handlers.get(event.get("type"))
-        if handler is None:
-            return  # stats, retrieval and unknown types have no counter
-        try:
-            handler(event)
-        except Exception:
-            # Never the bot's problem: an odd event is skipped, and said once per burst.
-            if not self._failures:
-                logger.exception("a metrics event could not be counted for Prometheus")
-            self._failures += 1
 
     # -- serving -------------------------------------------------------------------------------
 

@@ -173,55 +173,73 @@ class Tallies:
         self.dedup = _Labels()
         self.where = _Labels()
         self.command = _Labels()
+        self.failures = 0
 
-    def message(self, event: Mapping[str, Any]) -> None:
-        self.messages += 1
+    def observe(self, event: Mapping[str, Any]) -> None:
+        """Count one metrics event; never raises (it runs inside the bot's ``log_event``).
 
-    def reply(self, event: Mapping[str, Any]) -> None:
-        status: Any = event.get("status")
-        if status.__class__ is not str or status not in self.status.seen:
-            status = self.status(status)  # the slow path, once per new value
-        self.replies[status] = self.replies.get(status, 0) + 1
-        value: Any = event.get("latency_ms")
-        cls = value.__class__
-        if (cls is float or cls is int) and 0.0 <= value < _INF:
-            histogram = self.reply_latency
-            histogram.counts[bisect_left(_BOUNDS_MS, value)] += 1
-            histogram.total += value
-
-    def llm_call(self, event: Mapping[str, Any]) -> None:
-        # The hottest handler (the largest event): one dict lookup finds the series from the raw
-        # field values, so labels are bounded once per distinct triple, not per event.
-        raw = (event.get("model"), event.get("dedup"), event.get("status"))
+        One function with the three per-answer types inlined, most of their work on locals: a
+        method call or an attribute lookup saved is ~50-100 ns on a path every event takes.
+        """
         try:
-            calls = self._calls_by_raw.get(raw)
-        except TypeError:  # an unhashable value: not cacheable
-            calls = None
-        if calls is None:
-            calls = self._series(raw)
-        calls.count += 1
-        model = calls.model
-        # Histogram updates inlined (here and in reply): a method call costs ~100 ns, a third of
-        # this handler.
-        value: Any = event.get("latency_ms")
-        cls = value.__class__
-        if (cls is float or cls is int) and 0.0 <= value < _INF:
-            histogram = model.latency
-            histogram.counts[bisect_left(_BOUNDS_MS, value)] += 1
-            histogram.total += value
-        value = event.get("ttft_ms")
-        cls = value.__class__
-        if (cls is float or cls is int) and 0.0 <= value < _INF:
-            histogram = model.ttft
-            histogram.counts[bisect_left(_BOUNDS_MS, value)] += 1
-            histogram.total += value
-        if calls.upstream:
-            value = event.get("tokens_in")
-            if value.__class__ is int and value > 0:
-                model.tokens_in += value
-            value = event.get("tokens_out")
-            if value.__class__ is int and value > 0:
-                model.tokens_out += value
+            kind = event.get("type")
+            if kind == "llm_call":
+                # One dict lookup finds the series from the raw field values, so labels are
+                # bounded once per distinct triple, not per event.
+                raw = (event.get("model"), event.get("dedup"), event.get("status"))
+                try:
+                    calls = self._calls_by_raw.get(raw)
+                except TypeError:  # an unhashable value: not cacheable
+                    calls = None
+                if calls is None:
+                    calls = self._series(raw)
+                calls.count += 1
+                model = calls.model
+                value: Any = event.get("latency_ms")
+                cls = value.__class__
+                if (cls is float or cls is int) and 0.0 <= value < _INF:
+                    histogram = model.latency
+                    histogram.counts[bisect_left(_BOUNDS_MS, value)] += 1
+                    histogram.total += value
+                value = event.get("ttft_ms")
+                cls = value.__class__
+                if (cls is float or cls is int) and 0.0 <= value < _INF:
+                    histogram = model.ttft
+                    histogram.counts[bisect_left(_BOUNDS_MS, value)] += 1
+                    histogram.total += value
+                if calls.upstream:
+                    value = event.get("tokens_in")
+                    if value.__class__ is int and value > 0:
+                        model.tokens_in += value
+                    value = event.get("tokens_out")
+                    if value.__class__ is int and value > 0:
+                        model.tokens_out += value
+            elif kind == "message":
+                self.messages += 1
+            elif kind == "reply":
+                status: Any = event.get("status")
+                if status.__class__ is not str or status not in self.status.seen:
+                    status = self.status(status)  # the slow path, once per new value
+                replies = self.replies
+                replies[status] = replies.get(status, 0) + 1
+                value = event.get("latency_ms")
+                cls = value.__class__
+                if (cls is float or cls is int) and 0.0 <= value < _INF:
+                    histogram = self.reply_latency
+                    histogram.counts[bisect_left(_BOUNDS_MS, value)] += 1
+                    histogram.total += value
+            elif kind == "error":
+                where = self.where(event.get("where"))
+                self.errors[where] = self.errors.get(where, 0) + 1
+            elif kind == "command":
+                name = self.command(event.get("name"))
+                self.commands[name] = self.commands.get(name, 0) + 1
+            # stats, retrieval and unknown types have no counter
+        except Exception:
+            # Never the bot's problem: an odd event is skipped, and said once per burst.
+            if not self.failures:
+                logger.exception("a metrics event could not be counted for Prometheus")
+            self.failures += 1
 
     def _series(self, raw: tuple[Any, Any, Any]) -> _Calls:
         key = (self.model(raw[0]), self.dedup(raw[1]), self.status(raw[2]))
@@ -235,14 +253,6 @@ class Tallies:
             with contextlib.suppress(TypeError):  # unhashable: the slow path each time
                 self._calls_by_raw[raw] = calls
         return calls
-
-    def error(self, event: Mapping[str, Any]) -> None:
-        where = self.where(event.get("where"))
-        self.errors[where] = self.errors.get(where, 0) + 1
-
-    def command_event(self, event: Mapping[str, Any]) -> None:
-        name = self.command(event.get("name"))
-        self.commands[name] = self.commands.get(name, 0) + 1
 
 
 class TallyCollector:

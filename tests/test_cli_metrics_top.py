@@ -187,3 +187,39 @@ def test_top_draws_live_frames_follows_rotation_to_a_new_run_and_exits_0_on_ctrl
     assert term.proc.wait(timeout=10) == 0
     assert time.monotonic() - started < 5
     assert "Traceback" not in term.text
+
+
+_IMPORTS = """
+import contextlib, io, json, sys
+from botctl.main import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    try:
+        main(["metrics", "--help"])
+    except SystemExit:
+        pass
+print(json.dumps({"help": out.getvalue(), "modules": sorted(sys.modules)}))
+"""
+
+
+def test_metrics_help_lists_top_and_stays_cheap() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    for command in ("tail", "top", "summary", "tune"):
+        assert f" {command} " in result["help"]
+    heavy = {
+        "aiohttp",
+        "discord",
+        "prometheus_client",
+        "rich.live",
+        "botctl.reporters.metrics_html",
+        "botctl.reporters.svg",
+    }
+    assert not heavy & set(result["modules"])

@@ -7,6 +7,7 @@ run). The reading is in ``botctl.metrics``, the rendering in ``botctl.reporters`
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -223,6 +224,17 @@ def summary(
     json_output: JsonOption = False,
     run: RunOption = None,
     everything: AllOption = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="OUT.html",
+            help="Also write one self-contained web page (no network needed to view it) with "
+            "the summary and its plots: reply latency histogram, replies over time.",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Counts per event type (and per shard), LLM and reply latency p50/p95/p99, dedup ratio,
     history hit rate and flushes of the latest run."""
@@ -230,10 +242,44 @@ def summary(
     result = summarize_selection(
         selection, files=[str(p) for p in reading.files], skipped=reading.skipped
     )
+    if html is not None:
+        from botctl.metrics.series import figures
+        from botctl.reporters.metrics_html import summary_html
+
+        _write_atomically(html, summary_html(result, figures(selection.records)))
     if json_output:
         print_json(result.to_json())
     else:
         report.print_summary(console, result)
+    if html is not None:
+        err_console.print(f"wrote {html}", style="dim", highlight=False, soft_wrap=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Through a temporary file beside ``path`` and a rename: a reader never sees half a page.
+    What the OS refuses is a one-line :class:`BotctlError`."""
+    import tempfile
+
+    where = path.parent if str(path.parent) else Path(".")
+    tmp: str | None = None
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a directory")
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=where, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        ) as f:
+            tmp = f.name
+            f.write(text)
+        os.chmod(tmp, 0o644)  # a page to share, not mkstemp's 0600
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise BotctlError(f"cannot write {path}: {reason}; choose another --html path") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 @app.command("tune")

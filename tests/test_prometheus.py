@@ -3,6 +3,7 @@ over HTTP and read back with prometheus_client's own text parser."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -11,10 +12,17 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _llm import running_llm
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.dedup import RequestDeduplicator
+from bot.engine import ChatEngine, Question
+from bot.history import ChatHistoryManager
+from bot.llm.ollama import OllamaTransport
 from bot.metrics import MetricsService
+from bot.models import ModelSet
 from bot.prometheus import MAX_LABEL_VALUES, MetricsPortError, PrometheusExporter
+from bot.routing import ModelSpec, RoutingSpec
 
 pytestmark = pytest.mark.integration
 
@@ -275,3 +283,56 @@ async def test_a_port_in_use_is_a_one_line_error_and_stop_frees_the_port() -> No
         assert value(samples, "botctl_messages_total") == 0
     finally:
         await second.stop()
+
+
+async def test_counters_move_as_the_engine_answers_through_the_sandbox_llm(
+    exporter: PrometheusExporter, service: MetricsService
+) -> None:
+    """The real engine's events (not hand-made ones) reach the exporter through log_event."""
+    async with running_llm(latency=0.2, tokens_per_second=200.0) as llm:
+        assert llm.url is not None
+        url = llm.url
+        models = ModelSet(
+            {"small": ModelSpec("small", "ollama", url, "m")},
+            RoutingSpec(),
+            lambda spec: OllamaTransport(spec.url),
+            default="small",
+        )
+        engine = ChatEngine(
+            models,
+            ChatHistoryManager(max_channels=10, max_messages=10),
+            service,
+            RequestDeduplicator(),
+            system_prompt="Be brief.",
+        )
+        try:
+
+            async def ask(channel: str, text: str) -> str:
+                engine.take_message(channel, "user", text)
+                return "".join([d async for d in engine.answer(Question(channel, text))])
+
+            # Five channels ask the same thing at once: one upstream call, four followers.
+            await asyncio.gather(*(ask(f"c{i}", "what is dedup?") for i in range(5)))
+            _, first, _ = await scrape(exporter)
+            await ask("c9", "something else")
+            _, second, _ = await scrape(exporter)
+        finally:
+            await engine.models.close()
+    assert llm.calls_total == 2
+
+    calls = "botctl_llm_calls_total"
+    assert value(first, "botctl_messages_total") == 5
+    assert value(first, calls, model="small", dedup="leader", status="ok") == 1
+    assert value(first, calls, model="small", dedup="follower", status="ok") == 4
+    latency = "botctl_llm_latency_seconds"
+    assert value(first, f"{latency}_count", model="small") == 5
+    assert value(first, f"{latency}_bucket", model="small", le="0.1") == 0  # 0.2 s to first token
+    ttft = "botctl_llm_time_to_first_token_seconds"
+    assert value(first, f"{ttft}_bucket", model="small", le="0.25") >= 1
+    tokens_out = value(first, "botctl_llm_tokens_total", model="small", direction="out")
+    assert tokens_out > 0
+
+    assert value(second, "botctl_messages_total") == 6
+    assert value(second, calls, model="small", dedup="leader", status="ok") == 2
+    assert value(second, f"{latency}_count", model="small") == 6
+    assert value(second, "botctl_llm_tokens_total", model="small", direction="out") > tokens_out

@@ -219,6 +219,65 @@ def _silence_stdout() -> None:
 
 
 @app.command()
+def top(
+    files: FilesArgument = None,
+    run: RunOption = None,
+    everything: AllOption = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one frame and exit (what a pipe always gets).")
+    ] = False,
+    refresh: Annotated[
+        float, typer.Option("--refresh", min=0.2, max=60.0, help="Seconds between frames.")
+    ] = 1.0,
+) -> None:
+    """A live dashboard of the metrics files; Ctrl-C quits.
+
+    Rates, reply and LLM latency p50/p95/p99 over the last minute, dedup savings, LLM calls per
+    model, errors, and a sparkline of replies per second, refreshed every second. It waits for the
+    files, survives truncation and rotation, and follows a new run when one starts (the latest run
+    of each file; [bold]--run[/] one run, [bold]--all[/] every run). Piped, it prints one frame."""
+    if once or not console.is_terminal:
+        reading, selection = _selected(files, run, everything)
+        state = TopState(everything=True)  # the runs are chosen already
+        for record in selection.records:
+            state.add(record)
+        frame = state.frame(
+            time.time(), files=[str(p) for p in reading.files], skipped=reading.skipped
+        )
+        console.print(top_renderable(frame, width=console.width, hint=False))
+        return
+    _check_runs(run, everything)
+    paths = expand_paths(files or [])
+    for path in paths:
+        if path.is_dir():
+            check_readable(path)
+    try:
+        _top_live(paths, TopState(run=run, everything=everything), run, everything, refresh)
+    except KeyboardInterrupt:
+        return  # Ctrl-C: the screen is restored by Live's exit, and that is a normal end
+
+
+def _top_live(
+    paths: list[Path], state: TopState, run: str | None, everything: bool, refresh: float
+) -> None:
+    from rich.live import Live  # only the live view needs it
+
+    names = [str(p) for p in paths]
+    with Feed(paths) as feed:
+        for record in feed.first(run, everything):
+            state.add(record)
+        with Live(console=console, screen=True, auto_refresh=False) as live:
+            while True:
+                started = time.monotonic()
+                for record in feed.poll():
+                    state.add(record)
+                missing = [str(p) for p in feed.missing()]
+                frame = state.frame(time.time(), files=names, missing=missing, skipped=feed.skipped)
+                live.update(top_renderable(frame, width=console.width), refresh=True)
+                time.sleep(max(0.05, refresh - (time.monotonic() - started)))
+
+
+@app.command()
 def summary(
     files: FilesArgument = None,
     json_output: JsonOption = False,
@@ -237,7 +296,10 @@ def summary(
     ] = None,
 ) -> None:
     """Counts per event type (and per shard), LLM and reply latency p50/p95/p99, dedup ratio,
-    history hit rate and flushes of the latest run."""
+    history hit rate and flushes of the latest run.
+
+    [bold]--html OUT.html[/] also writes them as one web page that needs no network, with the
+    reply latency histogram and replies over time drawn in it."""
     reading, selection = _selected(files, run, everything)
     result = summarize_selection(
         selection, files=[str(p) for p in reading.files], skipped=reading.skipped
@@ -313,59 +375,3 @@ def tune_command(
         print_json(result.to_json())
     else:
         report.print_tuning(console, result)
-
-
-@app.command()
-def top(
-    files: FilesArgument = None,
-    run: RunOption = None,
-    everything: AllOption = False,
-    once: Annotated[
-        bool, typer.Option("--once", help="Print one frame and exit (what a pipe always gets).")
-    ] = False,
-    refresh: Annotated[
-        float, typer.Option("--refresh", min=0.2, max=60.0, help="Seconds between frames.")
-    ] = 1.0,
-) -> None:
-    """A live dashboard of the metrics files: rates, reply and LLM latency p50/p95/p99 over the
-    last minute, dedup savings, LLM calls per model, errors, and a sparkline of replies per second.
-    Waits for the files, survives truncation and rotation, follows a new run; Ctrl-C quits."""
-    if once or not console.is_terminal:
-        reading, selection = _selected(files, run, everything)
-        state = TopState(everything=True)  # the runs are chosen already
-        for record in selection.records:
-            state.add(record)
-        frame = state.frame(
-            time.time(), files=[str(p) for p in reading.files], skipped=reading.skipped
-        )
-        console.print(top_renderable(frame, width=console.width, hint=False))
-        return
-    _check_runs(run, everything)
-    paths = expand_paths(files or [])
-    for path in paths:
-        if path.is_dir():
-            check_readable(path)
-    try:
-        _top_live(paths, TopState(run=run, everything=everything), run, everything, refresh)
-    except KeyboardInterrupt:
-        return  # Ctrl-C: the screen is restored by Live's exit, and that is a normal end
-
-
-def _top_live(
-    paths: list[Path], state: TopState, run: str | None, everything: bool, refresh: float
-) -> None:
-    from rich.live import Live  # only the live view needs it
-
-    names = [str(p) for p in paths]
-    with Feed(paths) as feed:
-        for record in feed.first(run, everything):
-            state.add(record)
-        with Live(console=console, screen=True, auto_refresh=False) as live:
-            while True:
-                started = time.monotonic()
-                for record in feed.poll():
-                    state.add(record)
-                missing = [str(p) for p in feed.missing()]
-                frame = state.frame(time.time(), files=names, missing=missing, skipped=feed.skipped)
-                live.update(top_renderable(frame, width=console.width), refresh=True)
-                time.sleep(max(0.05, refresh - (time.monotonic() - started)))

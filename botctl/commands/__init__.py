@@ -38,7 +38,7 @@ class CommandSpec:
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("run", "command", "Start the bot: on Discord with a token, else in the sandbox."),
     CommandSpec("profile", "command", "Profile the bot with cProfile, py-spy or a memory tracer."),
-    CommandSpec("metrics", "group", "Read the bot's metrics files: tail, summary, tune."),
+    CommandSpec("metrics", "group", "Read the bot's metrics files: tail, top, summary, tune."),
     CommandSpec("analyze", "command", "Show the top functions of a cProfile profile, or a diff."),
     CommandSpec("bench", "command", "Measure the bot's performance claims on this machine."),
     CommandSpec("sandbox", "group", "Run the sandbox's loopback servers on their own."),

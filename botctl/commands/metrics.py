@@ -1,13 +1,16 @@
-"""``botctl metrics``: the bot's JSON Lines metrics files — ``tail`` (``-f``), ``summary``, ``tune``.
+"""``botctl metrics``: the bot's JSON Lines metrics files — ``tail`` (``-f``), ``top``, ``summary``
+(``--html``), ``tune``.
 
 Each command reads the latest run of each file by default (``--run ID`` one run, ``--all`` every
-run). The reading is in ``botctl.metrics``, the rendering in ``botctl.reporters.metrics``.
+run). The reading is in ``botctl.metrics``, the rendering in ``botctl.reporters``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -29,15 +32,18 @@ from botctl.metrics.events import (
     read_files,
     select_runs,
 )
+from botctl.metrics.feed import Feed
 from botctl.metrics.follow import Follower, follow_many
 from botctl.metrics.summary import summarize_selection
+from botctl.metrics.top import TopState
 from botctl.metrics.tune import Limits, tune
 from botctl.reporters import metrics as report
+from botctl.reporters.metrics_top import top_renderable
 
 app = typer.Typer(
     name="metrics",
-    help="Read the bot's metrics files (JSON Lines): follow them live, summarise a run, tune its "
-    "batching.",
+    help="Read the bot's metrics files (JSON Lines): follow them live, watch a dashboard, "
+    "summarise a run (or a web page of it), tune its batching.",
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
     no_args_is_help=True,
@@ -66,13 +72,17 @@ AllOption = Annotated[bool, typer.Option("--all", help="Every run in the files, 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else.")]
 
 
-def _selected(
-    files: list[Path] | None, run: str | None, everything: bool
-) -> tuple[Reading, Selection]:
+def _check_runs(run: str | None, everything: bool) -> None:
     if run is not None and everything:
         raise typer.BadParameter(
             "--run picks one run, --all every run: use one", param_hint="--run"
         )
+
+
+def _selected(
+    files: list[Path] | None, run: str | None, everything: bool
+) -> tuple[Reading, Selection]:
+    _check_runs(run, everything)
     paths = expand_paths(files or [])
     for path in paths:
         check_readable(path)
@@ -209,22 +219,129 @@ def _silence_stdout() -> None:
 
 
 @app.command()
+def top(
+    files: FilesArgument = None,
+    run: RunOption = None,
+    everything: AllOption = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one frame and exit (what a pipe always gets).")
+    ] = False,
+    refresh: Annotated[
+        float, typer.Option("--refresh", min=0.2, max=60.0, help="Seconds between frames.")
+    ] = 1.0,
+) -> None:
+    """A live dashboard of the metrics files; Ctrl-C quits.
+
+    Rates, reply and LLM latency p50/p95/p99 over the last minute, dedup savings, LLM calls per
+    model, errors, and a sparkline of replies per second, refreshed every second. It waits for the
+    files, survives truncation and rotation, and follows a new run when one starts (the latest run
+    of each file; [bold]--run[/] one run, [bold]--all[/] every run). Piped, it prints one frame."""
+    if once or not console.is_terminal:
+        reading, selection = _selected(files, run, everything)
+        state = TopState(everything=True)  # the runs are chosen already
+        for record in selection.records:
+            state.add(record)
+        frame = state.frame(
+            time.time(), files=[str(p) for p in reading.files], skipped=reading.skipped
+        )
+        console.print(top_renderable(frame, width=console.width, hint=False))
+        return
+    _check_runs(run, everything)
+    paths = expand_paths(files or [])
+    for path in paths:
+        if path.is_dir():
+            check_readable(path)
+    try:
+        _top_live(paths, TopState(run=run, everything=everything), run, everything, refresh)
+    except KeyboardInterrupt:
+        return  # Ctrl-C: the screen is restored by Live's exit, and that is a normal end
+
+
+def _top_live(
+    paths: list[Path], state: TopState, run: str | None, everything: bool, refresh: float
+) -> None:
+    from rich.live import Live  # only the live view needs it
+
+    names = [str(p) for p in paths]
+    with Feed(paths) as feed:
+        for record in feed.first(run, everything):
+            state.add(record)
+        with Live(console=console, screen=True, auto_refresh=False) as live:
+            while True:
+                started = time.monotonic()
+                for record in feed.poll():
+                    state.add(record)
+                missing = [str(p) for p in feed.missing()]
+                frame = state.frame(time.time(), files=names, missing=missing, skipped=feed.skipped)
+                live.update(top_renderable(frame, width=console.width), refresh=True)
+                time.sleep(max(0.05, refresh - (time.monotonic() - started)))
+
+
+@app.command()
 def summary(
     files: FilesArgument = None,
     json_output: JsonOption = False,
     run: RunOption = None,
     everything: AllOption = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="OUT.html",
+            help="Also write one self-contained web page (no network needed to view it) with "
+            "the summary and its plots: reply latency histogram, replies over time.",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Counts per event type (and per shard), LLM and reply latency p50/p95/p99, dedup ratio,
-    history hit rate and flushes of the latest run."""
+    history hit rate and flushes of the latest run.
+
+    [bold]--html OUT.html[/] also writes them as one web page that needs no network, with the
+    reply latency histogram and replies over time drawn in it."""
     reading, selection = _selected(files, run, everything)
     result = summarize_selection(
         selection, files=[str(p) for p in reading.files], skipped=reading.skipped
     )
+    if html is not None:
+        from botctl.metrics.series import figures
+        from botctl.reporters.metrics_html import summary_html
+
+        _write_atomically(html, summary_html(result, figures(selection.records)))
     if json_output:
         print_json(result.to_json())
     else:
         report.print_summary(console, result)
+    if html is not None:
+        err_console.print(f"wrote {html}", style="dim", highlight=False, soft_wrap=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Through a temporary file beside ``path`` and a rename: a reader never sees half a page.
+    What the OS refuses is a one-line :class:`BotctlError`."""
+    import tempfile
+
+    where = path.parent if str(path.parent) else Path(".")
+    tmp: str | None = None
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a directory")
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=where, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        ) as f:
+            tmp = f.name
+            f.write(text)
+        os.chmod(tmp, 0o644)  # a page to share, not mkstemp's 0600
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise BotctlError(f"cannot write {path}: {reason}; choose another --html path") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 @app.command("tune")

@@ -28,6 +28,7 @@ from bot.llm.http import MAX_CONNECTIONS, HTTPTransport
 from bot.metrics import MetricsService
 from bot.models import ModelSet
 from bot.personas import PersonaSet
+from bot.prometheus import PrometheusExporter
 from bot.routing import ModelSpec
 from bot.settings import Settings
 
@@ -127,6 +128,10 @@ class Components:
             self.knowledge = Knowledge(self.engine, window=settings.dedup_window)
             self.knowledge.open_all(sorted(kb_paths))
             self.engine.knowledge = self.knowledge
+        self.exporter: PrometheusExporter | None = None
+        if settings.metrics_port is not None:
+            self.exporter = PrometheusExporter(settings.metrics_port, gauges=self._gauges)
+            self.metrics.add_observer(self.exporter.observe)
         self.chains = Chains()
         self.cooldown = Cooldown(settings.effective_cooldown)
         self._session: aiohttp.ClientSession | None = None
@@ -140,9 +145,19 @@ class Components:
             raise RuntimeError("the components are not started")
         return self._session
 
+    def _gauges(self) -> dict[str, float]:
+        return {
+            "answers_in_flight": self.engine.answering,
+            "history_hit_rate": self.history.get_stats()["hit_rate"],
+            "metrics_pending_events": self.metrics.get_batch_stats()["pending_events"],
+            "dedup_pending_requests": self.flights.get_stats()["pending_requests"],
+        }
+
     async def start(self) -> None:
         if not self._started:
             self._started = True
+            if self.exporter is not None:
+                await self.exporter.start()  # first: a port in use stops the start-up
             self.metrics.start_batch_flush_task()
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS), raise_for_status=False
@@ -162,6 +177,11 @@ class Components:
                 await self.knowledge.close()
             except Exception:
                 log.exception("closing the knowledge bases failed; flushing metrics anyway")
+        if self.exporter is not None:
+            try:
+                await self.exporter.stop()
+            except Exception:
+                log.exception("stopping the Prometheus exporter failed; flushing metrics anyway")
         if self._session is not None:
             try:
                 await self._session.close()

@@ -103,6 +103,7 @@ class ChatEngine(Tally):
         self.kb = kb
         self.summaries = summaries or Summaries()
         self.history_limit = history.get_stats()["max_messages"]
+        self.answering = 0  # answers streaming now
 
     # -- the answer ----------------------------------------------------------------------------
 
@@ -115,6 +116,14 @@ class ChatEngine(Tally):
         The route's models are tried in order while each fails before its first token; each try
         is one ``llm_call`` event (``route`` says why that model: default, channel, rule, fallback).
         """
+        self.answering += 1
+        try:
+            async for delta in self._answer(question):
+                yield delta
+        finally:
+            self.answering -= 1
+
+    async def _answer(self, question: Question) -> AsyncIterator[str]:
         plan = await self.plan(question)
         persona, route, block, messages = plan.persona, plan.route, plan.sources, plan.messages
         parts: list[str] = []

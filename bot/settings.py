@@ -338,6 +338,13 @@ class Settings:
         flag="",
         panel=_DISCORD,
     )
+    metrics_port: int | None = option(
+        None,
+        "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics.",
+        optional(number(int, minimum=1, maximum=65535)),
+        env="BOT_METRICS_PORT",
+        panel=_METRICS,
+    )
     stats_interval: float = option(
         30.0,
         "Seconds between two `stats` snapshots in the metrics file.",

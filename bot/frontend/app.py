@@ -18,6 +18,7 @@ from bot.components import Components
 from bot.frontend.client import make_bot
 from bot.frontend.endpoints import configure_endpoints
 from bot.frontend.errors import describe_connect_error
+from bot.prometheus import MetricsPortError
 from bot.settings import Settings
 
 
@@ -79,6 +80,8 @@ async def serve(
             result.error = describe_connect_error(connect.exception(), settings)
         elif before_close is not None:
             await before_close(parts)
+    except MetricsPortError as exc:  # found while starting the engine (setup_hook)
+        result.error = str(exc)
     except Exception as exc:  # login refused, setup failed: reported, and everything still closes
         result.error = describe_connect_error(exc, settings)
     finally:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from bot.kb import KBError
-from bot.options import SettingsError, build
+from bot.options import SettingsError, build, declared
 from bot.settings import Settings, load_settings, read_config_file
 from botctl import eventloop
 from botctl.errors import BotctlError
@@ -23,6 +23,7 @@ from botctl.profile.inprocess import profiling_session
 from botctl.reporters.run import RunReporter
 from botctl.run import run as run_bot
 from botctl.run.options import RunOptions
+from botctl.run.session import run_sharded
 from botctl.sandbox.client import SandboxError
 from botctl.sandbox.config import SandboxConfig
 
@@ -67,6 +68,26 @@ def load(config: Path | None, given: dict[str, Any]) -> tuple[Settings, SandboxC
     return settings, sandbox, options
 
 
+# Set by --processes itself for each child, or meaningless there.
+_NOT_FOR_CHILDREN = frozenset(
+    {"processes", "duration", "chat", "token", "shards", "shard_count", "shard_ids", "redis",
+     "metrics_file", "discord_api", "discord_gateway", "llm_url"}
+)  # fmt: skip
+
+
+def child_args(config: Path | None, given: dict[str, Any]) -> list[str]:
+    """The options given to this run, as a shard child's command line (the rest is set for it)."""
+    args = ["--config", str(config)] if config is not None else []
+    for cls in _CLASSES:
+        for f, meta in declared(cls):
+            value = given.get(f.name)
+            if f.name in _NOT_FOR_CHILDREN or meta.flag == "" or value in (None, False):
+                continue
+            flag = meta.flag or "--" + f.name.replace("_", "-")
+            args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
 def _run(given: dict[str, Any]) -> None:
     """Start the bot: on Discord with a token, else in the [bold]sandbox[/] (no token, no LLM needed).
 
@@ -80,6 +101,9 @@ def _run(given: dict[str, Any]) -> None:
         raise BotctlError(str(exc)) from None
     _check_metrics_path(settings.metrics_file)
     reporter = RunReporter(chat=options.chat)
+    if options.processes and options.processes > 1:
+        _run_processes(settings, sandbox, options, reporter, child_args(config, given))
+        return
     try:
         with profiling_session(), reporter.live(options.duration):
             report = eventloop.run(
@@ -96,6 +120,24 @@ def _run(given: dict[str, Any]) -> None:
 
 
 run = declared_command(_run, *_CLASSES, extra=[_CONTEXT, _CONFIG])
+
+
+def _run_processes(
+    settings: Settings,
+    sandbox: SandboxConfig,
+    options: RunOptions,
+    reporter: RunReporter,
+    args: list[str],
+) -> None:
+    if options.chat:
+        raise BotctlError("--chat types into one bot: leave out --processes")
+    try:
+        report = eventloop.run(run_sharded(settings, sandbox, options, reporter, args))
+    except (SettingsError, SandboxError) as exc:
+        raise BotctlError(str(exc)) from None
+    reporter.processes_summary(report)
+    if report.errors:
+        raise BotctlError("; ".join(report.errors))
 
 
 def _check_metrics_path(path: Path) -> None:

@@ -11,6 +11,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from botctl.console import console, err_console
+from botctl.metrics.events import read_files, select_runs
+from botctl.metrics.summary import summarize_selection
+from botctl.reporters.metrics import print_summary
+from botctl.run.processes import ProcessesReport
 from botctl.run.report import Banner, RunReport
 
 
@@ -133,3 +137,20 @@ class RunReporter:
         for name, value in rows:
             table.add_row(name, value)
         console.print(table)
+
+    def processes_summary(self, report: ProcessesReport) -> None:
+        """The shard processes' figures, read from their metrics files (latest run of each)."""
+        files = [path for path in report.metrics_files if path.exists()]
+        if not files:
+            return
+        reading = read_files(files)
+        selection = select_runs(reading)
+        result = summarize_selection(
+            selection, files=[str(p) for p in reading.files], skipped=reading.skipped
+        )
+        console.print(
+            f"[bold]{len(report.metrics_files)} shard processes[/] ran {report.elapsed_s:.1f} s; "
+            "their metrics files together:",
+            highlight=False,
+        )
+        print_summary(console, result)

@@ -18,6 +18,14 @@ class RunOptions:
         env="BOT_DURATION",
         panel=_RUN,
     )
+    processes: int | None = option(
+        None,
+        "Run the bot as N shard processes sharing a Redis (a redis-server of its own unless "
+        "--redis is given), to try scale-out locally.",
+        optional(number(int, minimum=1, maximum=64)),
+        env="BOT_PROCESSES",
+        panel="Scale-out",
+    )
     chat: bool = option(
         False,
         "Type messages yourself instead of simulated users (sandbox only).",

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,7 +54,7 @@ async def run_processes(
     child_args: list[str],
     llm: LLMChoice,
     stop: asyncio.Event,
-    say: object,
+    say: Callable[[str], None],
 ) -> ProcessesReport:
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
@@ -78,17 +79,10 @@ async def run_processes(
             args += ["--llm-url", llm_url]
         env = dict(os.environ)
         env["DISCORD_TOKEN"] = token  # never on a command line, where ps shows it
-        children = [
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "botctl", "run", *args,
-                "--shard-count", str(count), "--shard-ids", str(i),
-                "--redis", redis_url, "--metrics-file", str(files[i]),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-            )  # fmt: skip
-            for i in range(count)
-        ]
+        children = []
+        for i in range(count):
+            shard = ["--shard-count", str(count), "--shard-ids", str(i), "--redis", redis_url]
+            children.append(await _spawn([*args, *shard, "--metrics-file", str(files[i])], env))
         try:
             if sandbox is not None:
                 await _wait_sessions(sandbox, count, children)
@@ -105,6 +99,19 @@ async def run_processes(
     return ProcessesReport(files, codes, errors, time.monotonic() - started)
 
 
+async def _spawn(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "botctl",
+        "run",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
 async def _wait_sessions(
     sandbox: SandboxProcess, count: int, children: list[asyncio.subprocess.Process]
 ) -> None:
@@ -116,7 +123,9 @@ async def _wait_sessions(
         if int(stats.get("sessions", 0)) >= count:
             return
         await asyncio.sleep(0.2)
-    raise BotctlError(f"the {count} shard processes did not all connect within {READY_TIMEOUT:.0f} s")
+    raise BotctlError(
+        f"the {count} shard processes did not all connect within {READY_TIMEOUT:.0f} s"
+    )
 
 
 async def _stop_all(children: list[asyncio.subprocess.Process]) -> tuple[list[int], list[str]]:

@@ -17,11 +17,12 @@ from bot.frontend.app import serve
 from bot.settings import Settings
 from botctl.run.llm import choose_llm, make_components
 from botctl.run.options import RunOptions
+from botctl.run.processes import ProcessesReport, run_processes
 from botctl.run.report import RunHooks, RunReport, make_banner
 from botctl.run.sandboxed import run_in_sandbox
 from botctl.sandbox.config import SandboxConfig
 
-__all__ = ["run"]
+__all__ = ["run", "run_sharded"]
 
 
 async def run(
@@ -61,6 +62,38 @@ async def run(
             connected=result.connected,
             error=result.error,
             cancelled_replies=result.cancelled_replies,
+        )
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def run_sharded(
+    settings: Settings,
+    sandbox: SandboxConfig,
+    options: RunOptions,
+    hooks: RunHooks,
+    child_args: list[str],
+) -> ProcessesReport:
+    """``--processes N``: N shard processes sharing a Redis, until a signal or ``duration``."""
+    assert options.processes is not None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    timer = loop.call_later(options.duration, stop.set) if options.duration else None
+    try:
+        llm = await choose_llm(settings)
+        hooks.note(
+            f"{options.processes} shard processes over "
+            f"{'the sandbox' if settings.sandbox else 'Discord'}; LLM: {llm.description}; "
+            f"Redis: {'a redis-server of its own' if settings.redis is None else 'as given'}; "
+            "Ctrl-C stops them"
+        )
+        return await run_processes(
+            settings, sandbox, options.processes, child_args, llm, stop, hooks.note
         )
     finally:
         if timer is not None:

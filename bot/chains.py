@@ -4,7 +4,8 @@ Every message the bot takes or sends in a conversation is remembered as ``(role,
 (the user's text without the bot's mention, the bot's whole answer); a reply's context is then the
 chain of parents up to the history limit. A message not remembered (older than the bot's memory, or
 written while it was down) is fetched by the front end and remembered too, so the next reply in
-that chain costs no fetch. Bounded: the least recently used messages are forgotten first.
+that chain costs no fetch. Bounded in messages and in characters: the least recently used
+messages are forgotten first.
 
 A deleted message stays as a tombstone (:meth:`Chains.forget`): its text is gone, its place in the
 chain is kept (a walk steps over it to its parent when that is known, and says it did), and it is
@@ -42,8 +43,10 @@ class Trace:
 
 
 class Chains:
-    def __init__(self, capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = 50_000, max_chars: int = 64 * 1024 * 1024) -> None:
         self._capacity = capacity
+        self._max_chars = max_chars
+        self._chars = 0  # the remembered texts' total length
         self._links: OrderedDict[int, ChainLink] = OrderedDict()
         self._answers: dict[int, int] = {}  # a question's id -> the bot's answer's id
         self.fetched = 0  # messages fetched from Discord (remembered with `fetched=True`)
@@ -70,10 +73,15 @@ class Chains:
 
     def _put(self, message_id: int, link: ChainLink) -> None:
         links = self._links
+        replaced = links.get(message_id)
+        if replaced is not None:
+            self._chars -= len(replaced.content)
         links[message_id] = link
         links.move_to_end(message_id)
-        while len(links) > self._capacity:
+        self._chars += len(link.content)
+        while len(links) > self._capacity or (self._chars > self._max_chars and len(links) > 1):
             old, gone = links.popitem(last=False)
+            self._chars -= len(gone.content)
             if gone.parent is not None and self._answers.get(gone.parent) == old:
                 del self._answers[gone.parent]
 
@@ -104,7 +112,7 @@ class Chains:
             seen.add(current)
             if link.role == GONE:
                 out.gone += 1
-            else:
+            elif link.content:  # a message with no text (an image alone) adds nothing to say
                 out.messages.append({"role": link.role, "content": link.content})
             current = link.parent
         out.messages.reverse()

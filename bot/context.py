@@ -108,8 +108,3 @@ class Summaries:
 
     def __len__(self) -> int:
         return len(self._texts)
-
-    def __bool__(self) -> bool:
-        # A store, not a collection to test for emptiness: an empty one is still the one to use
-        # (``summaries or Summaries()`` must keep the store it was given).
-        return True

@@ -101,7 +101,7 @@ class ChatEngine(Tally):
         self.personas = personas or PersonaSet({})
         self.knowledge = knowledge
         self.kb = kb
-        self.summaries = summaries or Summaries()
+        self.summaries = summaries if summaries is not None else Summaries()
         self.history_limit = history.get_stats()["max_messages"]
         self.answering = 0  # answers streaming now
 
@@ -181,6 +181,18 @@ class ChatEngine(Tally):
         messages = await self._prompt(question, persona, block, first_model, budget)
         return Plan(persona, route, block, messages)
 
+    def text_room(self, channel: int | None, channel_name: str | None, text: str) -> int:
+        """Characters of attached text a question may still carry inside its model's budget."""
+        question = Question("", text, channel, channel_name)
+        persona = self.persona_for(question)
+        model = self.models.route(
+            question.traits(), preferred=persona.model if persona else None
+        ).models[0]
+        options = _merged(model.spec.options, persona.options if persona else None)
+        system = persona.system_prompt if persona is not None else self.system_prompt
+        used = estimate_tokens(system) + estimate_tokens(text) + 64  # margin: message overheads
+        return max(0, 4 * (self._budget(model, options) - used))
+
     def _open(self, model: Model, request: ChatRequest) -> tuple[AsyncIterator[Chunk], str]:
         if not self.dedup:
             return model.stream(request), "off"
@@ -241,6 +253,10 @@ class ChatEngine(Tally):
                 messages = assemble()
         while count_tokens(messages) > budget and history:
             history = history[2:]  # still too long (huge messages): the oldest exchange goes
+            messages = assemble()
+        over = count_tokens(messages) - budget
+        if over > 0:  # the question alone is too long: its end goes, as a last resort
+            user["content"] = question.text[: max(0, len(question.text) - 4 * over - 16)]
             messages = assemble()
         return messages
 

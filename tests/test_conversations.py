@@ -365,6 +365,8 @@ async def test_identical_questions_with_a_knowledge_base_retrieve_once_and_call_
         (text,) = {"\n".join(p.content for p in r) for r in replies}
         assert "[1]" in text and "office.md" in text
         assert any("closes at six on Fridays" in m["content"] for m in bot.last_chat())
+        raw = bot.metrics_file.read_text("utf-8")
+        assert "office close" not in raw and "closes at six" not in raw
 
 
 # ----------------------------------------------------------------------------------- attachments
@@ -382,6 +384,14 @@ async def test_a_text_attachment_reaches_the_model_with_its_name(tmp_path: Path)
             "\n\n[file data.csv]\na,b\n1,2"  # the question is stripped, the last newline too
         )
         assert "Left out" not in reply.content
+
+
+async def test_a_reply_chain_keeps_the_text_files_of_its_questions(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as bot:
+        secret = NewAttachment("notes.txt", b"the code word is papaya", "text/plain")
+        _, answer = await bot.ask("read this file", attachments=[secret])
+        await bot.ask("what was the code word?", reply_to=answer.id, mention=False)
+        assert "the code word is papaya" in bot.last_chat()[1]["content"]
 
 
 async def test_an_image_reaches_the_vision_model(tmp_path: Path) -> None:
@@ -416,11 +426,6 @@ async def test_an_image_without_a_vision_model_gets_a_note(tmp_path: Path) -> No
         assert sent is not None and sent.images == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat.py _answer: a message with nothing but skipped attachments gets the empty-question "
-    "notice, and the note saying why the attachment was skipped is dropped",
-)
 async def test_an_image_alone_without_a_vision_model_still_says_why(tmp_path: Path) -> None:
     async with running_bot(tmp_path) as bot:
         mid = bot.say("", attachments=[NewAttachment("cat.png", PNG, "image/png")])

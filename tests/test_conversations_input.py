@@ -92,18 +92,20 @@ async def test_attachments_that_404_or_hang_are_bounded_and_noted(
                 NewAttachment("gone.png", PNG, "image/png", fault="404"),
                 NewAttachment("slow.png", PNG, "image/png", fault="hang"),
                 NewAttachment("slow.txt", b"never read", "text/plain", fault="hang"),
+                NewAttachment("slow.md", b"never read", "text/markdown", fault="hang"),
                 NewAttachment("ok.png", PNG, "image/png"),
             ]
             started = time.monotonic()
             mid = bot.say("what do you see?", attachments=files)
             (reply,) = await bot.reply_to(mid)
-            # Read at once: one timeout, not one per hung file.
-            assert time.monotonic() - started < 1.0 + 1.5
+            # Read at once: one timeout (1 s), not one per hung file (3 s).
+            assert time.monotonic() - started < 2.5
             assert reply.content.startswith("I see 1 image.")
             assert left_out(reply.content) == [
                 "gone.png: could not be downloaded (HTTP 404)",
                 "slow.png: could not be downloaded within 1 s",
                 "slow.txt: could not be downloaded within 1 s",
+                "slow.md: could not be downloaded within 1 s",
             ]
             sent = bot.llm.last_request(kind="chat")
             assert sent is not None and sent.images == [base64.b64encode(PNG).decode()]
@@ -124,11 +126,6 @@ async def test_a_message_of_unreadable_attachments_and_text_still_gets_its_text_
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py ChatEngine._prompt: a question (its inlined files) bigger than the budget is "
-    "sent whole, over the model's context; it should be cut to fit, with a note",
-)
 async def test_a_text_file_bigger_than_the_context_is_cut_to_fit(tmp_path: Path) -> None:
     async with running_bot(tmp_path, context_tokens=1024) as bot:
         budget = 1024 - answer_room(1024, None)
@@ -196,11 +193,6 @@ async def test_a_deleted_message_in_a_fetched_chain_is_left_out_once_fetched(
             await still_fine(bot)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chat.py: no MESSAGE_DELETE listener, so a deleted message the bot remembers stays in "
-    "its chains; needs on_raw_message_delete -> self.resolver.forget(payload.message_id)",
-)
 async def test_a_remembered_message_deleted_later_leaves_the_chain(tmp_path: Path) -> None:
     async with running_bot(tmp_path) as bot:
         q1, a1 = await bot.ask("my password is hunter2, keep it safe")

@@ -87,6 +87,17 @@ class Chat(commands.Cog):
         self.engine.take_message(channel, str(message.author.id), text, source=source)
         self.bot.track(self._answer(message, channel, text, received))
 
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        if self.bot.user is not None:
+            self.resolver.forget(payload.message_id)
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        if self.bot.user is not None:
+            for message_id in payload.message_ids:
+                self.resolver.forget(message_id)
+
     async def _refuse(self, message: discord.Message) -> None:
         with contextlib.suppress(discord.HTTPException):
             await message.channel.send(REFUSED_IN_DM)
@@ -107,13 +118,20 @@ class Chat(commands.Cog):
             return
         attached = Attached()
         if message.attachments:
+            room = self.engine.text_room(
+                message.channel.id, getattr(message.channel, "name", None), text
+            )
             attached = await read_attachments(
                 self.bot.components.session,
                 message.attachments,
                 vision=self.engine.models.has_vision,
+                max_text_chars=room,
             )
         if not text and not attached.texts and not attached.images:
-            await self._notice(sink, channel, received, EMPTY_QUESTION, "empty")
+            notice = EMPTY_QUESTION
+            if attached.notes:
+                notice += "\n-# Left out: " + "; ".join(attached.notes)
+            await self._notice(sink, channel, received, notice, "empty")
             return
         context = await self.resolver.resolve(message)
         question = Question(
@@ -125,7 +143,7 @@ class Chat(commands.Cog):
             images=tuple(attached.images),
             files=tuple(attached.names),
         )
-        self.resolver.remember_question(message, text, context.parent)
+        self.resolver.remember_question(message, question.text, context.parent)
         sent = await self._stream(
             sink, channel, question, received, [*context.notes, *attached.notes]
         )

@@ -130,6 +130,8 @@ class RunReporter:
             rows.append(("replies cancelled at stop", str(report.cancelled_replies)))
         if report.sandbox:
             rows.append(("sandbox messages sent", str(report.sandbox.get("messages_sent", 0))))
+            if report.sandbox.get("rate_limits"):
+                rows.append(("Discord 429s met", str(report.sandbox.get("rate_limited_total", 0))))
         if report.llm_server:
             rows.append(
                 ("sandbox LLM calls received", str(report.llm_server.get("calls_total", 0)))

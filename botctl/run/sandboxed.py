@@ -97,6 +97,9 @@ async def run_in_sandbox(
         llm_stats: dict[str, Any] | None = None
         with contextlib.suppress(Exception):
             sandbox_stats = await sandbox.traffic_stats()
+            discord_stats = await sandbox.stats()
+            sandbox_stats["rate_limited_total"] = discord_stats.get("rate_limited_total", 0)
+            sandbox_stats["rate_limits"] = discord_stats.get("rate_limits", False)
         if llm.url is None:
             with contextlib.suppress(Exception):
                 llm_stats = await sandbox.llm_stats()

@@ -168,6 +168,7 @@ def run_profiler_overhead(
                     progress(f"profiler overhead: {mode}, round {r + 1}/{rounds}")
                 metrics = directory / f"{mode}-{r}.jsonl"
                 args = ["--llm-url", llm.url, "--rate", f"{rate:g}", "--duplicate-ratio", "0"]
+                args.append("--no-rate-limits")  # a load test, not a test of Discord's limits
                 args += ["--channels", "100", "--users", "50", "--metrics-file", str(metrics)]
                 try:
                     if mode == "none":

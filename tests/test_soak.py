@@ -50,7 +50,7 @@ def test_soak_memory_and_structures_stay_bounded(tmp_path: Path) -> None:
     config = tmp_path / "soak.toml"
     config.write_text("stats_interval = 10\n", encoding="utf-8")
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    args = ["run", "--rate", f"{RATE:g}", "--duration", f"{SOAK_SECONDS:g}"]
+    args = ["run", "--rate", f"{RATE:g}", "--duration", f"{SOAK_SECONDS:g}", "--no-rate-limits"]
     args += ["--config", str(config), "--metrics-file", str(metrics)]
     args += ["--llm-timeout", f"{LLM_TIMEOUT:g}"]
     with out_path.open("w") as out, err_path.open("w") as err:

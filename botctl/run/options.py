@@ -18,6 +18,14 @@ class RunOptions:
         env="BOT_DURATION",
         panel=_RUN,
     )
+    local_model: bool = option(
+        False,
+        "Start the real local model (llama.cpp's server with SmolLM2; `make local-model` installs "
+        "it) and answer with it.",
+        boolean,
+        env="BOT_LOCAL_MODEL",
+        panel="LLM",
+    )
     processes: int | None = option(
         None,
         "Run the bot as N shard processes sharing a Redis (a redis-server of its own unless "

@@ -10,17 +10,19 @@ a bound, cancels) the replies in flight, flushes its metrics and closes its sess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 
 from bot.frontend.app import serve
-from bot.settings import Settings
+from bot.settings import DEFAULT_MODEL, Settings
 from botctl.run.llm import choose_llm, make_components
 from botctl.run.options import RunOptions
 from botctl.run.processes import ProcessesReport, run_processes
 from botctl.run.report import RunHooks, RunReport, make_banner
 from botctl.run.sandboxed import run_in_sandbox
 from botctl.sandbox.config import SandboxConfig
+from botctl.sandbox.local_model import LocalModelProcess
 
 __all__ = ["run", "run_sharded"]
 
@@ -41,33 +43,51 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     timer = loop.call_later(options.duration, stop.set) if options.duration else None
     try:
-        llm = await choose_llm(settings, url_source=llm_url_source)
-        if settings.sandbox:
-            return await run_in_sandbox(settings, sandbox, options, llm, stop, started, hooks)
-        assert settings.token is not None
-        components = make_components(settings, llm, llm.url)
-        discord_name = (
-            f"Discord-compatible server at {settings.discord_api}"
-            if settings.discord_api
-            else "Discord"
-        )
-        hooks.banner(make_banner(settings, options, discord_name, llm, components.metrics.run_id))
-        result = await serve(settings, settings.token, stop, components=components, tune_gc=True)
-        return RunReport(
-            settings=settings.redacted(),
-            elapsed_s=time.monotonic() - started,
-            counters=result.counters,
-            summary=result.summary,
-            run_id=components.metrics.run_id,
-            connected=result.connected,
-            error=result.error,
-            cancelled_replies=result.cancelled_replies,
-        )
+        async with contextlib.AsyncExitStack() as stack:
+            if options.local_model:
+                model = await stack.enter_async_context(LocalModelProcess())
+                name = model.model if settings.model == DEFAULT_MODEL else settings.model
+                settings = settings.with_changes(llm_url=model.url, llm_api="openai", model=name)
+                llm_url_source = "--local-model"
+            return await _run(settings, sandbox, options, hooks, stop, started, llm_url_source)
     finally:
         if timer is not None:
             timer.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _run(
+    settings: Settings,
+    sandbox: SandboxConfig,
+    options: RunOptions,
+    hooks: RunHooks,
+    stop: asyncio.Event,
+    started: float,
+    llm_url_source: str | None,
+) -> RunReport:
+    llm = await choose_llm(settings, url_source=llm_url_source)
+    if settings.sandbox:
+        return await run_in_sandbox(settings, sandbox, options, llm, stop, started, hooks)
+    assert settings.token is not None
+    components = make_components(settings, llm, llm.url)
+    discord_name = (
+        f"Discord-compatible server at {settings.discord_api}"
+        if settings.discord_api
+        else "Discord"
+    )
+    hooks.banner(make_banner(settings, options, discord_name, llm, components.metrics.run_id))
+    result = await serve(settings, settings.token, stop, components=components, tune_gc=True)
+    return RunReport(
+        settings=settings.redacted(),
+        elapsed_s=time.monotonic() - started,
+        counters=result.counters,
+        summary=result.summary,
+        run_id=components.metrics.run_id,
+        connected=result.connected,
+        error=result.error,
+        cancelled_replies=result.cancelled_replies,
+    )
 
 
 async def run_sharded(

@@ -1,4 +1,4 @@
-"""A minimal async embeddings client: Ollama ``POST /api/embed`` or OpenAI ``POST /v1/embeddings``.
+"""Embeddings for the knowledge base: Ollama ``POST /api/embed`` or OpenAI ``POST /v1/embeddings``.
 
 ``await Embedder(url, model, api).embed(texts)`` returns one vector per text, asking the server in
 batches of :attr:`Embedder.batch_size`, each under an explicit timeout. The API key comes only from
@@ -8,16 +8,15 @@ the environment (``BOT_LLM_API_KEY``, else ``OPENAI_API_KEY``) and never appears
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-import aiohttp
-
-from bot.settings import strip_credentials
+from bot.llm import transport_for
+from bot.llm.errors import LLMError, LLMHTTPError, LLMTimeoutError, LLMUnreachableError
+from bot.llm.probe import openai_base
 
 __all__ = ["EmbedError", "Embedder", "api_for"]
 
@@ -41,7 +40,8 @@ def api_for(url: str, api: str = "auto") -> Api:
 
 
 class Embedder:
-    """Vectors for texts from one model on one server. Use ``async with`` or :meth:`close`."""
+    """Vectors for texts from one model on one server, through the bot's LLM transports (their
+    deadlines, credentials and error reading). Use ``async with`` or :meth:`close`."""
 
     def __init__(
         self,
@@ -53,25 +53,22 @@ class Embedder:
         timeout: float = DEFAULT_TIMEOUT_S,
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
-        self.url, basic = _split_credentials(url.rstrip("/"))
-        self.model = model
-        self.api: Api = api_for(self.url, api)
-        key = api_key if api_key is not None else _env_key()
+        self.api: Api = api_for(url, api)
+        base = openai_base(url) if self.api == "openai" else url.rstrip("/")
         # One Authorization header: the API key, else the URL's user:password (a proxy's).
-        self._authorization = f"Bearer {key}" if key else basic
+        key = api_key if api_key is not None else _env_key()
+        self._transport = transport_for(self.api, base, api_key=key, timeout=timeout)
+        self.url = self._transport.base_url  # without credentials
+        self.model = model
         self.timeout = timeout
         self.batch_size = max(1, batch_size)
-        self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:  # never the key
-        return f"Embedder({strip_credentials(self.url)!r}, {self.model!r}, api={self.api!r})"
+        return f"Embedder({self.url!r}, {self.model!r}, api={self.api!r})"
 
     @property
     def endpoint(self) -> str:
-        if self.api == "ollama":
-            return f"{self.url}/api/embed"
-        base = self.url if self.url.endswith("/v1") else f"{self.url}/v1"
-        return f"{base}/embeddings"
+        return f"{self.url}/api/embed" if self.api == "ollama" else f"{self.url}/embeddings"
 
     async def __aenter__(self) -> Embedder:
         return self
@@ -85,9 +82,7 @@ class Embedder:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._transport.close()
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, in order (several requests of ``batch_size`` texts)."""
@@ -97,72 +92,35 @@ class Embedder:
         return vectors
 
     async def _batch(self, texts: list[str]) -> list[list[float]]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(self.timeout))
-        headers = {"Authorization": self._authorization} if self._authorization else {}
         where = self.endpoint
         try:
-            async with self._session.post(
-                self.endpoint, json={"model": self.model, "input": texts}, headers=headers
-            ) as response:
-                try:
-                    body: Any = await response.json(content_type=None)
-                except ValueError:
-                    body = None
-                if response.status >= 400:
-                    raise EmbedError(f"{where} answered {response.status}: {_message(body)}")
-        except TimeoutError:
+            raw = await self._transport.embed(self.model, texts, self.timeout)
+        except LLMHTTPError as exc:
+            raise EmbedError(f"{where} answered {exc.status}: {exc.error}") from None
+        except LLMTimeoutError:
             raise EmbedError(f"{where} gave no answer within {self.timeout:g} s") from None
-        except aiohttp.ClientError as exc:
-            raise EmbedError(f"cannot reach {where}: {type(exc).__name__}") from None
-        vectors = _vectors(body, self.api)
+        except LLMUnreachableError:
+            raise EmbedError(f"cannot reach {where}") from None
+        except LLMError as exc:
+            raise EmbedError(f"{where}: {exc.detail}") from None
+        vectors = _numbers(raw)
         if vectors is None or len(vectors) != len(texts):
             raise EmbedError(f"{where} did not answer with {len(texts)} embeddings")
         return vectors
-
-
-def _split_credentials(url: str) -> tuple[str, str | None]:
-    """``url`` without ``user:password@``, and the Basic ``Authorization`` value they make."""
-    parts = urlsplit(url)
-    if parts.username is None:
-        return url, None
-    # By hand, as bot.ollama does: aiohttp.BasicAuth is deprecated in the aiohttp we support.
-    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-    return strip_credentials(url), "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def _env_key() -> str | None:
     return os.environ.get("BOT_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
 
-def _message(body: Any) -> str:
-    """The server's own words: Ollama ``{"error": "..."}``, OpenAI ``{"error": {"message"}}``."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return "no error message"
-
-
-def _vectors(body: Any, api: Api) -> list[list[float]] | None:
-    if not isinstance(body, dict):
-        return None
-    if api == "ollama":
-        raw = body.get("embeddings")
-    else:
-        data = body.get("data")
-        if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-            return None
-        raw = [d.get("embedding") for d in sorted(data, key=lambda d: d.get("index", 0))]
+def _numbers(raw: Any) -> list[list[float]] | None:
     if not isinstance(raw, list):
         return None
     vectors: list[list[float]] = []
     for vector in raw:
         if not isinstance(vector, list) or not vector:
             return None
-        if not all(isinstance(x, int | float) for x in vector):
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
             return None
         vectors.append([float(x) for x in vector])
     return vectors

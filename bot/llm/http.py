@@ -25,7 +25,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -176,6 +176,10 @@ class HTTPTransport:
 
     async def probe(self, timeout: float = 2.0) -> str | None:
         """A description of the server if it speaks this protocol (``None`` otherwise)."""
+        raise NotImplementedError
+
+    async def embed(self, model: str, texts: Sequence[str], timeout: float = 60.0) -> list[Any]:
+        """One embedding per text, in order."""
         raise NotImplementedError
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -129,6 +129,7 @@ async def _wait_sessions(
 
 
 async def _stop_all(children: list[asyncio.subprocess.Process]) -> tuple[list[int], list[str]]:
+    """SIGTERM to every child at once (each flushes), then their exit codes and last words."""
     for child in children:
         if child.returncode is None:
             with contextlib.suppress(ProcessLookupError):

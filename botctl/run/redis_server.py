@@ -12,6 +12,7 @@ import shutil
 import socket
 import time
 
+from botctl.child import stop_child
 from botctl.errors import BotctlError
 
 __all__ = ["RedisServer", "find_redis_server"]
@@ -75,13 +76,4 @@ class RedisServer:
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await stop_child(proc, STOP_TIMEOUT)

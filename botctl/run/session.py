@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Iterator
 
 from bot.frontend.app import serve
 from bot.settings import DEFAULT_MODEL, Settings
@@ -37,12 +38,7 @@ async def run(
 ) -> RunReport:
     """Run the bot (with the sandbox when there is no token) until a signal or ``duration``."""
     started = time.monotonic()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    timer = loop.call_later(options.duration, stop.set) if options.duration else None
-    try:
+    with stop_on_signals(options.duration) as stop:
         async with contextlib.AsyncExitStack() as stack:
             if options.local_model:
                 model = await stack.enter_async_context(LocalModelProcess())
@@ -50,6 +46,18 @@ async def run(
                 settings = settings.with_changes(llm_url=model.url, llm_api="openai", model=name)
                 llm_url_source = "--local-model"
             return await _run(settings, sandbox, options, hooks, stop, started, llm_url_source)
+
+
+@contextlib.contextmanager
+def stop_on_signals(duration: float | None) -> Iterator[asyncio.Event]:
+    """An event set by SIGINT, SIGTERM or the end of ``duration`` (the handlers undone after)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    timer = loop.call_later(duration, stop.set) if duration else None
+    try:
+        yield stop
     finally:
         if timer is not None:
             timer.cancel()
@@ -99,12 +107,7 @@ async def run_sharded(
 ) -> ProcessesReport:
     """``--processes N``: N shard processes sharing a Redis, until a signal or ``duration``."""
     assert options.processes is not None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    timer = loop.call_later(options.duration, stop.set) if options.duration else None
-    try:
+    with stop_on_signals(options.duration) as stop:
         llm = await choose_llm(settings)
         hooks.note(
             f"{options.processes} shard processes over "
@@ -115,8 +118,3 @@ async def run_sharded(
         return await run_processes(
             settings, sandbox, options.processes, child_args, llm, stop, hooks.note
         )
-    finally:
-        if timer is not None:
-            timer.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from botctl.child import stop_child
 from botctl.sandbox.config import SandboxConfig
 
 READY_TIMEOUT = 30.0
@@ -237,13 +237,6 @@ class SandboxProcess:
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await stop_child(proc, STOP_TIMEOUT)
         if proc.stdin is not None:
             proc.stdin.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -73,49 +74,54 @@ class Admin(commands.Cog):
     @app_commands.command(name="model", description="Show this channel's model, or set it")
     @app_commands.describe(name="The model to use in this channel ('default' to follow routing)")
     async def model(self, interaction: discord.Interaction[Any], name: str | None = None) -> None:
-        channel = interaction.channel_id or 0
-        self.engine.log_command("model", str(channel), str(interaction.user.id))
         models = self.engine.models
-        if name is None:
-            current = models.channel_model(channel)
-            shown = current.name if current else f"{models.default.name} (routing default)"
-            choices = ", ".join(models.names())
-            text = f"Model here: {shown}. Choices: {choices}, or 'default'."
-        elif not may_administer(interaction, frozenset(self.bot.components.settings.admins)):
-            text = NOT_ALLOWED
-        elif name == "default":
-            models.set_channel_model(channel, None)
-            text = "This channel follows the routing again."
-        elif name not in models:
-            text = f"No model named {name!r}. Choices: {', '.join(models.names())}."
-        else:
-            models.set_channel_model(channel, name)
-            text = f"This channel now uses {name}."
-        await interaction.response.send_message(
-            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+        current = models.channel_model(interaction.channel_id or 0)
+        shown = current.name if current else f"{models.default.name} (routing default)"
+        await self._choose(
+            interaction, name, "model", models.names(), shown, models.set_channel_model,
+            back="This channel follows the routing again.", done="This channel now uses {}.",
+        )  # fmt: skip
 
     @app_commands.command(name="persona", description="Show this channel's persona, or set it")
     @app_commands.describe(name="The persona for this channel ('default' to follow the rules)")
     async def persona(self, interaction: discord.Interaction[Any], name: str | None = None) -> None:
-        channel = interaction.channel_id or 0
-        self.engine.log_command("persona", str(channel), str(interaction.user.id))
         personas = self.engine.personas
-        choices = ", ".join(personas.names()) or "none configured"
+        chosen = personas.channel_persona(interaction.channel_id or 0)
+        shown = chosen.name if chosen else "none set (the rules, else the default prompt)"
+        await self._choose(
+            interaction, name, "persona", personas.names(), shown, personas.set_channel_persona,
+            back="This channel follows the persona rules again.",
+            done="This channel now speaks as {}.",
+        )  # fmt: skip
+
+    async def _choose(
+        self,
+        interaction: discord.Interaction[Any],
+        name: str | None,
+        kind: str,
+        names: list[str],
+        shown: str,
+        assign: Callable[[int, str | None], None],
+        *,
+        back: str,
+        done: str,
+    ) -> None:
+        """Show the channel's choice of ``kind``, or (for admins) set it or go ``back``."""
+        channel = interaction.channel_id or 0
+        self.engine.log_command(kind, str(channel), str(interaction.user.id))
+        choices = ", ".join(names) or "none configured"
         if name is None:
-            chosen = personas.channel_persona(channel)
-            shown = chosen.name if chosen else "none set (the rules, else the default prompt)"
-            text = f"Persona here: {shown}. Choices: {choices}."
+            text = f"{kind.capitalize()} here: {shown}. Choices: {choices}, or 'default'."
         elif not may_administer(interaction, frozenset(self.bot.components.settings.admins)):
             text = NOT_ALLOWED
         elif name == "default":
-            personas.set_channel_persona(channel, None)
-            text = "This channel follows the persona rules again."
-        elif name not in personas:
-            text = f"No persona named {name!r}. Choices: {choices}."
+            assign(channel, None)
+            text = back
+        elif name not in names:
+            text = f"No {kind} named {name!r}. Choices: {choices}."
         else:
-            personas.set_channel_persona(channel, name)
-            text = f"This channel now speaks as {name}."
+            assign(channel, name)
+            text = done.format(name)
         await interaction.response.send_message(
             text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
         )

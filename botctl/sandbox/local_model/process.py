@@ -22,6 +22,7 @@ from typing import TextIO
 
 import orjson
 
+from botctl.child import stop_child
 from botctl.sandbox.local_model.runtime import LocalModelError, find_gguf, require_runtime
 
 __all__ = ["READY_TIMEOUT", "STOP_TIMEOUT", "LocalModelProcess"]
@@ -203,15 +204,7 @@ class LocalModelProcess:
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT`; idempotent, always bounded."""
         proc = self.proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await stop_child(proc, STOP_TIMEOUT)
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
         drain, self._drain = self._drain, None

@@ -6,13 +6,20 @@
 Each falls back to its in-process behaviour while Redis is down. Nothing here imports discord.
 """
 
+from bot.shared.choices import SharedChoices
+from bot.shared.cooldown import SharedCooldown
 from bot.shared.flights import RerunDivergedError, SharedFlights
+from bot.shared.history import SharedHistory, SharedSummaries
 from bot.shared.state import SharedState, SharedStateError, SharedUnavailable
 
 __all__ = [
     "RerunDivergedError",
+    "SharedChoices",
+    "SharedCooldown",
     "SharedFlights",
+    "SharedHistory",
     "SharedState",
     "SharedStateError",
+    "SharedSummaries",
     "SharedUnavailable",
 ]

@@ -29,6 +29,7 @@ are trimmed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import time
@@ -120,7 +121,8 @@ class SharedFlights(RequestDeduplicator):
         window: float = 5.0,
         *,
         lease: float = 5.0,
-        publish_interval: float = 0.05,
+        publish_interval: float = 0.25,
+        max_publish_interval: float = 1.0,
         max_stream_entries: int = 4096,
         max_reruns: int = 2,
         max_window_entries: int = 1024,
@@ -143,6 +145,7 @@ class SharedFlights(RequestDeduplicator):
         # last renewal; below the socket timeout, so a blocked read is never taken for a failure.
         self._block_ms = max(1, min(self._lease_ms // 2, 1000, int(state.timeout * 500)))
         self._interval = publish_interval
+        self._max_interval = max_publish_interval
         self._maxlen = max_stream_entries
         self._max_reruns = max_reruns
         self._ids = itertools.count(1)
@@ -150,6 +153,7 @@ class SharedFlights(RequestDeduplicator):
         self._as_window = 0
         self._reruns = 0
         self._diverged = 0
+        self._publishing: set[asyncio.Task[Any]] = set()
 
     def join(self, key: str, source: Callable[[], AsyncIterator[Any]]) -> Subscription[Any]:
         """As :meth:`RequestDeduplicator.join`; a local leader's ``role`` is settled (``leader``,
@@ -181,22 +185,39 @@ class SharedFlights(RequestDeduplicator):
                     with contextlib.suppress(SharedUnavailable):
                         role, nonce = await self._claim(flight_key)
                 self._settle(slot, role)
-                if role == "leader":
-                    chunks = self._lead(flight_key, nonce, source)
-                elif role == "local":
+                # The leader's chunks come straight from the source (no generator in between:
+                # this loop runs once per token) and go to the publisher as they pass.
+                publisher = self._publisher(flight_key, nonce) if role == "leader" else None
+                if role in ("leader", "local"):
                     chunks = source()
                 else:
                     chunks = self._follow(flight_key, nonce, role)
                 try:
                     async for chunk in chunks:
+                        if publisher is not None:
+                            publisher.add(chunk)
                         out = resume.filter(chunk)
                         if out is not None:
                             yield out
+                    if publisher is not None:
+                        publisher.end()
                     return
                 except _Restart:
                     continue
                 except RerunDivergedError:
+                    # Our callers cannot use this answer; the other processes' followers
+                    # could, but would have to wait for it: they are told to run it themselves.
                     self._diverged += 1
+                    if publisher is not None:
+                        publisher.abandon()
+                    raise
+                except Exception as exc:
+                    if publisher is not None:
+                        publisher.fail(exc)
+                    raise
+                except BaseException:  # cancelled, closed early: not an error of the request
+                    if publisher is not None:
+                        publisher.abandon()
                     raise
                 finally:
                     await _aclose(chunks)
@@ -226,9 +247,7 @@ class SharedFlights(RequestDeduplicator):
         if slot.subscription is not None:
             slot.subscription.role = new
 
-    async def _lead(
-        self, flight_key: str, nonce: str, source: Callable[[], AsyncIterator[Any]]
-    ) -> AsyncIterator[Any]:
+    def _publisher(self, flight_key: str, nonce: str) -> Publisher:
         publisher = Publisher(
             self.state,
             flight_key,
@@ -237,23 +256,12 @@ class SharedFlights(RequestDeduplicator):
             lease_ms=self._lease_ms,
             window_ms=self._window_ms,
             interval=self._interval,
+            max_interval=self._max_interval,
             maxlen=self._maxlen,
         )
-        iterator = source()
-        try:
-            async for chunk in iterator:
-                publisher.add(chunk)
-                yield chunk
-        except Exception as exc:
-            publisher.fail(exc)
-            raise
-        except BaseException:  # cancelled, closed early: not an error of the request
-            publisher.abandon()
-            raise
-        else:
-            publisher.end()
-        finally:
-            await _aclose(iterator)
+        self._publishing.add(publisher.task)
+        publisher.task.add_done_callback(self._publishing.discard)
+        return publisher
 
     async def _follow(self, flight_key: str, nonce: str, role: str) -> AsyncIterator[Any]:
         stream = self.state.key("s", nonce)
@@ -295,6 +303,12 @@ class SharedFlights(RequestDeduplicator):
             return await self.state.run(lambda r: r.xread({stream: last}, block=block))
         except SharedUnavailable:
             raise _Restart from None
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Give the publishers up to ``timeout`` s to write their last entries (the end, the
+        window) before the pool closes; call it after the LLM transports are closed."""
+        if self._publishing:
+            await asyncio.wait(list(self._publishing), timeout=timeout)
 
     # -- figures -------------------------------------------------------------------------------
 

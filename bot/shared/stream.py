@@ -7,8 +7,10 @@ delta, or ``{"done": ...}``), and possibly one terminal field: ``e`` the end, ``
 gave up, not an error of the request: a follower runs it again).
 
 The leader never waits for Redis: :class:`Publisher` keeps the chunks in a list that one task writes
-out, all that came since its last write in one ``XADD``, then pauses ``interval`` seconds so a fast
-answer costs a few entries rather than one per token. The same task renews the lease.
+out, all that came since its last write in one ``XADD``. The first chunk goes out at once (the
+followers' time to first token); then the task pauses between writes, ``interval`` seconds doubling
+up to ``max_interval``, so a streamed answer costs a handful of entries rather than one per token;
+the end goes out at once. The same task renews the lease.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ return 1
 """
 
 
+_DONE_FIELDS = tuple(name for name in Done.__dataclass_fields__ if name not in ("text", "done"))
+
+
 def encode_chunks(chunks: list[Any]) -> bytes:
     """JSON of ``str``/:class:`Done` chunks; :class:`TypeError` for anything else (not shareable)."""
     items: list[Any] = []
@@ -66,7 +71,8 @@ def encode_chunks(chunks: list[Any]) -> bytes:
         if type(chunk) is str:
             items.append(chunk)
         elif isinstance(chunk, Done):
-            items.append({"done": chunk.to_dict()})
+            # Done.to_dict (dataclasses.asdict) deep-copies: ten times the cost of this.
+            items.append({"done": {name: getattr(chunk, name) for name in _DONE_FIELDS}})
         else:
             raise TypeError(f"{type(chunk).__name__} chunks cannot be shared through Redis")
     return orjson.dumps(items)
@@ -144,6 +150,7 @@ class Publisher:
         lease_ms: int,
         window_ms: int,
         interval: float,
+        max_interval: float,
         maxlen: int,
     ) -> None:
         self._state = state
@@ -154,12 +161,14 @@ class Publisher:
         self._lease_ms = lease_ms
         self._window_ms = window_ms
         self._interval = interval
+        self._max_interval = max(interval, max_interval)
         self._maxlen = maxlen
         # A stream outlives its lease so late readers of a finished one still replay it.
         self._stream_ttl = 2 * lease_ms
         self._pending: list[Any] = []
         self._terminal: tuple[str, bytes] | None = None
         self._wake = asyncio.Event()
+        self._ended = asyncio.Event()
         self._seq = 0
         self.task = state.spawn(self._run(), name=f"redis-publish-{nonce}")
 
@@ -181,15 +190,16 @@ class Publisher:
         if self._terminal is None:
             self._terminal = (field, value)
             self._wake.set()
+            self._ended.set()
 
     async def _run(self) -> None:
         renew_every = self._lease_ms / 3000
         renewed = time.monotonic()
+        interval = self._interval
         while True:
-            wait = max(0.0, renewed + renew_every - time.monotonic())
             # asyncio.timeout, not wait_for: no task per wait
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(max(0.0, renewed + renew_every - time.monotonic())):
                     await self._wake.wait()
             self._wake.clear()
             renew = time.monotonic() - renewed >= renew_every
@@ -210,7 +220,14 @@ class Publisher:
             if terminal is not None:
                 return
             if chunks:
-                await asyncio.sleep(self._interval)  # let the next chunks gather into one entry
+                # Let the next chunks gather into one entry, a little longer each time (followers'
+                # replies are edited about once a second anyway); the end goes out at once, and
+                # the lease is renewed in time.
+                pause = min(interval, max(0.0, renewed + renew_every - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await self._ended.wait()
+                interval = min(interval * 2, self._max_interval)
 
     async def _write(
         self, client: Any, chunks: list[Any], terminal: tuple[str, bytes] | None, renew: bool

@@ -36,7 +36,8 @@ def _ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            # -NOAUTH from a server with a password: up all the same
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -48,6 +49,7 @@ class RedisServer:
         self.binary = binary
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []  # more redis-server arguments (--requirepass ...)
 
     @property
     def url(self) -> str:
@@ -69,6 +71,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -4,10 +4,11 @@ start error. Several SharedState instances stand for several processes; a fresh 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from _redis import RedisServer, free_port, running_redis
+from _redis import RedisServer, free_port, redis_or_skip, running_redis
 from _shared import close_all, eventually, prefix, states
 
 from bot.shared import (
@@ -171,3 +172,79 @@ async def test_choices_reach_the_other_process_at_once_and_after_a_restart(
         await c.close()
     finally:
         await close_all([restarted])
+
+
+# -- credentials, expiry, close ------------------------------------------------------------------
+
+
+async def test_credentials_never_appear_in_errors_or_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RedisServer(redis_or_skip())
+    server.extra = ["--requirepass", "Pw-0f-the-bot"]
+    server.start()
+    try:
+        with pytest.raises(SharedStateError) as caught:
+            await SharedState.connect(f"redis://:wrong-pw@127.0.0.1:{server.port}/0")
+        assert "credentials" in str(caught.value) and "wrong-pw" not in str(caught.value)
+        state = await SharedState.connect(f"redis://:Pw-0f-the-bot@127.0.0.1:{server.port}/0")
+        try:
+            with caplog.at_level(logging.INFO, logger="bot.shared"):
+                server.kill()
+                await SharedCooldown(state, 5.0).check(1, 0.0)  # fails over to local
+                server.start()
+                await eventually(lambda: state.is_up, 10)
+            logged = " ".join(r.getMessage() for r in caplog.records)
+            assert "unreachable" in logged and "is back" in logged
+            assert "Pw-0f-the-bot" not in logged and f"127.0.0.1:{server.port}" in logged
+        finally:
+            await state.close()
+    finally:
+        server.stop()
+
+
+async def test_every_key_the_bot_writes_expires_but_the_choices(procs: list[SharedState]) -> None:
+    from bot.shared import SharedFlights
+
+    state = procs[0]
+    flights = SharedFlights(state, window=5.0, lease=1.0, publish_interval=0.01)
+    async for _ in flights.join("q", _answer):
+        pass
+    await flights.close()
+    h = history(state)
+    h.add_message("c", "user", "hi")
+    assert h.summaries is not None
+    h.summaries.set("c", "s")
+    await h.close()
+    await SharedCooldown(state, 5.0).check(9, 0.0)
+    choices = SharedChoices(state)
+    choices.set("model", 1, "m")
+    await choices.close()
+    keys = [k.decode() async for k in state.client.scan_iter(match=f"{state.prefix}*")]
+    assert len(keys) == 6  # flight, stream, history, summary, cooldown, choices
+    for key in keys:
+        ttl = await state.client.pttl(key)
+        if key == state.key("choices"):
+            assert ttl == -1  # one field per channel that chose: bounded by the channels
+        else:
+            assert 0 < ttl <= 7 * 24 * 3600 * 1000, key
+
+
+async def _answer() -> AsyncIterator[object]:
+    yield "an answer"
+
+
+async def test_close_goes_on_when_a_step_fails(
+    procs: list[SharedState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = procs[0]
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(state.client, "aclose", broken)
+    pool = state.client.connection_pool
+    await state.close()  # logs a warning, still closes the pool
+    assert not pool._in_use_connections
+    assert not any(c.is_connected for c in pool._available_connections)
+    assert not state.is_up

@@ -48,6 +48,10 @@ class Flusher(ABC, Generic[B]):
         self._idle.clear()
         self._wake.set()
         if self._task is None and not self._closing:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no loop yet: the first change made in one starts the writer
+                return
             self._task = self.state.spawn(self._loop(), name=f"redis-{type(self).__name__}")
 
     @abstractmethod

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from bot.chains import Chains
+from bot.choices import ChannelChoices
 from bot.context import Summaries
 from bot.cooldown import Cooldown
 from bot.dedup import RequestDeduplicator
@@ -31,6 +32,14 @@ from bot.personas import PersonaSet
 from bot.prometheus import PrometheusExporter
 from bot.routing import ModelSpec
 from bot.settings import Settings
+from bot.shared import (
+    SharedChoices,
+    SharedCooldown,
+    SharedFlights,
+    SharedHistory,
+    SharedState,
+    SharedSummaries,
+)
 
 log = logging.getLogger("bot.components")
 
@@ -78,13 +87,35 @@ class Components:
         run_id: str | None = None,
         metrics_fields: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.settings = settings
+        self.shared = shared
         env = os.environ if environ is None else environ
-        self.history = ChatHistoryManager(
-            max_channels=settings.history_channels, max_messages=settings.history_limit
-        )
-        self.flights = RequestDeduplicator(window=settings.dedup_window)
+        self.summaries: Summaries
+        self.history: ChatHistoryManager
+        self.flights: RequestDeduplicator
+        self.cooldown: Cooldown
+        self.choices: ChannelChoices
+        if shared is None:
+            self.summaries = Summaries(settings.history_channels)
+            self.history = ChatHistoryManager(
+                max_channels=settings.history_channels, max_messages=settings.history_limit
+            )
+            self.flights = RequestDeduplicator(window=settings.dedup_window)
+            self.cooldown = Cooldown(settings.effective_cooldown)
+            self.choices = ChannelChoices()
+        else:  # the same interfaces, kept in Redis for every process of the bot
+            self.summaries = SharedSummaries(shared, settings.history_channels)
+            self.history = SharedHistory(
+                shared,
+                max_channels=settings.history_channels,
+                max_messages=settings.history_limit,
+                summaries=self.summaries,
+            )
+            self.flights = SharedFlights(shared, window=settings.dedup_window)
+            self.cooldown = SharedCooldown(shared, settings.effective_cooldown)
+            self.choices = SharedChoices(shared)
         self.metrics = MetricsService(
             settings.metrics_file,
             settings.batch_size,
@@ -106,9 +137,10 @@ class Components:
             key = api_key(spec, env, implicit=spec.name == implicit)
             return transport_for(spec.api, spec.url, timeout=settings.llm_timeout, api_key=key)
 
-        self.models = ModelSet(specs, settings.routing, make, default=settings.model)
-        self.personas = PersonaSet(settings.personas, settings.persona_rules)
-        self.summaries = Summaries(settings.history_channels)
+        self.models = ModelSet(
+            specs, settings.routing, make, default=settings.model, choices=self.choices
+        )
+        self.personas = PersonaSet(settings.personas, settings.persona_rules, self.choices)
         self.engine = ChatEngine(
             self.models,
             self.history,
@@ -133,7 +165,6 @@ class Components:
             self.exporter = PrometheusExporter(settings.metrics_port, gauges=self._gauges)
             self.metrics.add_observer(self.exporter.observe)
         self.chains = Chains()
-        self.cooldown = Cooldown(settings.effective_cooldown)
         self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._closed = False
@@ -163,6 +194,8 @@ class Components:
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS), raise_for_status=False
             )
             await self.models.start(self._session)
+            if isinstance(self.choices, SharedChoices):
+                await self.choices.start()
 
     async def close(self) -> None:
         if self._closed:
@@ -187,4 +220,25 @@ class Components:
                 await self._session.close()
             except Exception:
                 log.exception("closing the HTTP session failed; flushing metrics anyway")
+        for name, closing in self._shared_closers():
+            try:
+                await closing()
+            except Exception:
+                log.exception("closing the shared %s failed; flushing metrics anyway", name)
         await self.metrics.stop_batch_flush_task()
+        if self.shared is not None:
+            try:
+                await self.shared.close()
+            except Exception:
+                log.exception("closing the Redis connection failed")
+
+    def _shared_closers(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """What writes to Redis behind the callers, in order: answers, conversations, choices."""
+        closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if isinstance(self.flights, SharedFlights):
+            closers.append(("flights", self.flights.close))
+        if isinstance(self.history, SharedHistory):
+            closers.append(("history", self.history.close))
+        if isinstance(self.choices, SharedChoices):
+            closers.append(("choices", self.choices.close))
+        return closers

@@ -158,6 +158,8 @@ class ChatEngine(Tally):
                 raise
             finally:
                 await _close(chunks)
+                # The role read now: across processes a caller learns it leads or follows a moment later.
+                role = getattr(chunks, "role", role)
                 self._llm_call(model, reason, role, started, first, done, error, persona=persona)
             text = "".join(parts)
             if question.context is None:
@@ -287,6 +289,7 @@ class ChatEngine(Tally):
             raise
         finally:
             await _close(chunks)
+            role = getattr(chunks, "role", role)
             self._llm_call(model, "default", role, started, first, done, error, purpose="summary")
         text = "".join(parts).strip()
         if error is not None or not text:

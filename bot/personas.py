@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.choices import ChannelChoices
 from bot.options import SettingsError, id_list, text
 
 __all__ = ["Persona", "PersonaRule", "PersonaSet", "parse_persona_rules", "parse_personas"]
@@ -125,7 +126,7 @@ class PersonaSet:
 
     personas: Mapping[str, Persona]
     rules: tuple[PersonaRule, ...] = ()
-    _channel: dict[int, str] = field(default_factory=dict)
+    choices: ChannelChoices = field(default_factory=ChannelChoices)
 
     def __iter__(self) -> Iterator[Persona]:
         return iter(self.personas.values())
@@ -137,16 +138,13 @@ class PersonaSet:
         return list(self.personas)
 
     def channel_persona(self, channel: int) -> Persona | None:
-        name = self._channel.get(channel)
+        name = self.choices.get("persona", channel)
         return None if name is None else self.personas.get(name)
 
     def set_channel_persona(self, channel: int, name: str | None) -> None:
-        if name is None:
-            self._channel.pop(channel, None)
-        elif name not in self.personas:
+        if name is not None and name not in self.personas:
             raise KeyError(name)
-        else:
-            self._channel[channel] = name
+        self.choices.set("persona", channel, name)
 
     def pick(self, channel: int | None, channel_name: str | None, question: str) -> Persona | None:
         """The channel's choice, else the first rule that matches, else none."""

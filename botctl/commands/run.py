@@ -16,6 +16,7 @@ import typer
 from bot.kb import KBError
 from bot.options import SettingsError, build, declared
 from bot.settings import Settings, load_settings, read_config_file
+from bot.shared import SharedStateError
 from botctl import eventloop
 from botctl.errors import BotctlError
 from botctl.options import cli_values, declared_command, split_values
@@ -111,7 +112,7 @@ def _run(given: dict[str, Any]) -> None:
             )
     except SandboxError as exc:
         raise BotctlError(f"{exc}; see the lines above") from None
-    except (SettingsError, KBError) as exc:  # found at start-up: a bad URL, an unusable KB
+    except (SettingsError, KBError, SharedStateError) as exc:  # found at start-up
         raise BotctlError(str(exc)) from None
     if report.connected:
         reporter.summary(report)

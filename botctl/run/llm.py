@@ -18,6 +18,7 @@ from bot.llm.probe import Probe, probe
 from bot.options import SettingsError
 from bot.routing import ModelSpec
 from bot.settings import DEFAULT_LLM_URL, Settings, strip_credentials
+from bot.shared import SharedState
 
 __all__ = ["LLMChoice", "choose_llm", "make_components"]
 
@@ -97,12 +98,14 @@ async def _probe_one(spec: ModelSpec) -> Probe:
     return await probe(spec.url, spec.api, api_key=key)
 
 
-def make_components(settings: Settings, llm: LLMChoice, url: str | None) -> Components:
+def make_components(
+    settings: Settings, llm: LLMChoice, url: str | None, shared: SharedState | None = None
+) -> Components:
     """The bot's parts, the model given on the command line at ``url`` in the protocol found."""
     target = LLMTarget(llm.api, url) if url is not None else None
     shards = shard_ids(settings)
     fields = {"shard": shards} if shards else None
-    return Components(settings, target=target, metrics_fields=fields)
+    return Components(settings, target=target, metrics_fields=fields, shared=shared)
 
 
 def shard_ids(settings: Settings) -> list[int]:

@@ -11,6 +11,7 @@ from typing import Any
 from bot.components import Components
 from bot.frontend.app import serve
 from bot.settings import Settings
+from bot.shared import SharedState
 from botctl.run.chat import StdinLines, chat_loop
 from botctl.run.llm import LLMChoice, make_components
 from botctl.run.options import RunOptions
@@ -30,6 +31,7 @@ async def run_in_sandbox(
     stop: asyncio.Event,
     started: float,
     hooks: RunHooks,
+    shared: SharedState | None = None,
 ) -> RunReport:
     shards = settings.shards or settings.shard_count or config.gateway_shards
     config = replace(config, llm=llm.url is None and llm.needed, gateway_shards=shards)
@@ -40,7 +42,7 @@ async def run_in_sandbox(
         bot_settings = settings.with_changes(
             discord_api=endpoints.api_base, discord_gateway=endpoints.gateway_url
         )
-        components = make_components(bot_settings, llm, url)
+        components = make_components(bot_settings, llm, url, shared)
         host = endpoints.api_base.split("/api")[0]
         mode = (
             "you type (--chat)"

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from bot.frontend.app import serve
 from bot.settings import DEFAULT_MODEL, Settings
+from bot.shared import SharedState
 from botctl.run.llm import choose_llm, make_components
 from botctl.run.options import RunOptions
 from botctl.run.processes import ProcessesReport, run_processes
@@ -40,12 +41,18 @@ async def run(
     started = time.monotonic()
     with stop_on_signals(options.duration) as stop:
         async with contextlib.AsyncExitStack() as stack:
+            shared: SharedState | None = None
+            if settings.redis is not None:
+                shared = await SharedState.connect(settings.redis)
+                stack.push_async_callback(shared.close)  # the components close it first
             if options.local_model:
                 model = await stack.enter_async_context(LocalModelProcess())
                 name = model.model if settings.model == DEFAULT_MODEL else settings.model
                 settings = settings.with_changes(llm_url=model.url, llm_api="openai", model=name)
                 llm_url_source = "--local-model"
-            return await _run(settings, sandbox, options, hooks, stop, started, llm_url_source)
+            return await _run(
+                settings, sandbox, options, hooks, stop, started, llm_url_source, shared
+            )
 
 
 @contextlib.contextmanager
@@ -73,12 +80,13 @@ async def _run(
     stop: asyncio.Event,
     started: float,
     llm_url_source: str | None,
+    shared: SharedState | None,
 ) -> RunReport:
     llm = await choose_llm(settings, url_source=llm_url_source)
     if settings.sandbox:
-        return await run_in_sandbox(settings, sandbox, options, llm, stop, started, hooks)
+        return await run_in_sandbox(settings, sandbox, options, llm, stop, started, hooks, shared)
     assert settings.token is not None
-    components = make_components(settings, llm, llm.url)
+    components = make_components(settings, llm, llm.url, shared)
     discord_name = (
         f"Discord-compatible server at {settings.discord_api}"
         if settings.discord_api

@@ -6,6 +6,7 @@ The engine (this package but ``bot.frontend``) imports no discord; the Discord f
 LLM error tree rooted in :class:`LLMError`.
 """
 
+from bot.config import load_settings
 from bot.dedup import RequestDeduplicator
 from bot.engine import ChatEngine
 from bot.history import ChatHistoryManager
@@ -19,7 +20,7 @@ from bot.llm.errors import (
 )
 from bot.llm.service import OllamaService
 from bot.metrics import MetricsService
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError
 
 __all__ = [
     "ChatEngine",

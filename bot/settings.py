@@ -10,17 +10,15 @@ one line naming the setting and the form expected.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from bot.checks import choice, discord_url, path, redis_url, token
 from bot.options import (
     SettingsError,
     boolean,
-    build,
     declared,
     id_list,
     number,
@@ -38,9 +36,7 @@ __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "Settings",
     "SettingsError",
-    "load_settings",
     "normalize_llm_url",
-    "read_config_file",
     "strip_credentials",
 ]
 
@@ -53,67 +49,14 @@ _LLM, _DISCORD, _HISTORY, _METRICS = "LLM", "Discord", "History", "Metrics"
 _SCALE = "Scale-out"
 
 
-def _discord_url(schemes: tuple[str, ...], example: str) -> Any:
-    def check(name: str, value: Any) -> str:
-        url = str(value).strip()
-        try:
-            parts = urlsplit(url)
-            # .port raises on a port out of range; port 0 cannot be connected to.
-            valid = parts.scheme in schemes and bool(parts.hostname) and parts.port != 0
-        except ValueError:
-            valid = False
-        if not valid:
-            raise SettingsError(f"{name}: expected a URL such as {example}")
-        if "@" in parts.netloc:
-            # discord.py authenticates with the bot token alone and refuses user:password@.
-            raise SettingsError(f"{name}: remove the user:password@ part (the token is enough)")
-        return url.rstrip("/")
-
-    return check
-
-
-def _token(name: str, value: Any) -> str | None:
-    if not isinstance(value, str):
-        raise SettingsError(f"{name}: expected a string (the bot token from the Discord portal)")
-    return value.strip() or None
-
-
-def _redis_url(name: str, value: Any) -> str:
-    url = str(value).strip()
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("redis", "rediss", "unix", "valkey") and bool(
-            parts.hostname or parts.path
-        )
-    except ValueError:
-        valid = False
-    if not valid:
-        raise SettingsError(f"{name}: expected a URL such as redis://127.0.0.1:6379/0")
-    return url
-
-
-def _choice(*choices: str) -> Any:
-    def check(name: str, value: Any) -> str:
-        word = str(value).strip().lower()
-        if word not in choices:
-            raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-        return word
-
-    return check
-
-
-def _path(name: str, value: Any) -> Path:
-    return Path(text()(name, str(value) if isinstance(value, Path) else value))
-
-
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything that changes what the bot does. Built by :func:`load_settings`, never mutated."""
+    """Everything that changes what the bot does. Built by :func:`bot.config.load_settings`, never mutated."""
 
     token: str | None = option(
         None,
         "Discord bot token (prefer the env var: a flag shows in ps). Without one the bot runs in the sandbox.",
-        _token,
+        token,
         env="DISCORD_TOKEN",
         panel=_DISCORD,
         repr=False,
@@ -121,14 +64,14 @@ class Settings:
     discord_api: str | None = option(
         None,
         "REST base of a Discord-compatible server, such as http://127.0.0.1:8080/api/v10.",
-        _discord_url(("http", "https"), "http://127.0.0.1:8080/api/v10"),
+        discord_url(("http", "https"), "http://127.0.0.1:8080/api/v10"),
         env="DISCORD_API_BASE",
         panel=_DISCORD,
     )
     discord_gateway: str | None = option(
         None,
         "Gateway URL of a Discord-compatible server, such as ws://127.0.0.1:8080/gateway.",
-        _discord_url(("ws", "wss"), "ws://127.0.0.1:8080/gateway"),
+        discord_url(("ws", "wss"), "ws://127.0.0.1:8080/gateway"),
         env="DISCORD_GATEWAY_URL",
         panel=_DISCORD,
     )
@@ -159,7 +102,7 @@ class Settings:
     llm_api: str = option(
         "auto",
         "Protocol of the LLM server: auto (ask it), ollama or openai.",
-        _choice("auto", "ollama", "openai"),
+        choice("auto", "ollama", "openai"),
         env="BOT_LLM_API",
         panel=_LLM,
     )
@@ -212,7 +155,7 @@ class Settings:
     metrics_file: Path = option(
         Path("profiles/metrics.jsonl"),
         "JSON Lines metrics file.",
-        _path,
+        path,
         env="BOT_METRICS_FILE",
         panel=_METRICS,
     )
@@ -256,7 +199,7 @@ class Settings:
     kb: Path | None = option(
         None,
         "Knowledge base (botctl kb add) to answer from, citing its sources.",
-        optional(_path),
+        optional(path),
         env="BOT_KB",
         panel=_LLM,
     )
@@ -326,7 +269,7 @@ class Settings:
         None,
         "Redis (or Valkey) URL where processes share dedup, history, cooldowns and channel "
         "settings, such as redis://127.0.0.1:6379/0.",
-        optional(_redis_url),
+        optional(redis_url),
         env="BOT_REDIS_URL",
         panel=_SCALE,
     )
@@ -436,49 +379,3 @@ class Settings:
 
 
 SETTING_NAMES = frozenset(f.name for f, _ in declared(Settings))
-
-
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The settings in a TOML file, flattened (``[bot]`` and ``[sandbox]`` tables merge in)."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise SettingsError(f"config: no file at {p}") from None
-    except OSError as exc:
-        raise SettingsError(f"config: cannot read {p} ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"config: {p} is not valid TOML ({exc})") from None
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in ("bot", "sandbox") and isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
-    flat = {k.replace("-", "_"): v for k, v in flat.items()}
-    if "no_dedup" in flat:
-        flat["dedup"] = not boolean("no_dedup", flat.pop("no_dedup"))
-    if "token" in flat:
-        # A token in a file that may be committed is a leak waiting to happen: env or flag only.
-        raise SettingsError(f"config: put the Discord token in DISCORD_TOKEN, not in {p}")
-    return flat
-
-
-def load_settings(
-    config_file: str | os.PathLike[str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    file_values: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Defaults < the TOML ``config_file`` (or ``file_values`` already read) < ``overrides``
-    (flags and environment; ``None`` = not given)."""
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        values.update(read_config_file(config_file))
-    if file_values is not None:
-        values.update(file_values)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    where = str(config_file) if config_file is not None else ""
-    return build(Settings, values, where=where).check()

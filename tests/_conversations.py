@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 
 from bot.components import Components
+from bot.config import load_settings
 from bot.frontend.app import ServeResult, serve
 from bot.frontend.endpoints import reset_endpoints
-from bot.settings import load_settings
 from botctl.sandbox.discord_server import DiscordServer, NewAttachment, RecordedMessage
 from botctl.sandbox.llm_server import LLMServer
 from botctl.sandbox.llm_server.messages import RecordedRequest

@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from bot.components import Components
+from bot.config import load_settings
 from bot.frontend.app import ServeResult, serve
 from bot.frontend.endpoints import reset_endpoints
-from bot.settings import load_settings
 from botctl.sandbox.discord_server import DiscordServer, RecordedMessage
 from botctl.sandbox.llm_server import LLMServer, answer_for
 

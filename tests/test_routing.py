@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from _llm import RecordingMetrics, running_llm
 
+from bot.config import load_settings
 from bot.dedup import RequestDeduplicator
 from bot.engine import ChatEngine, Question
 from bot.history import ChatHistoryManager
@@ -18,7 +19,6 @@ from bot.llm.errors import LLMStreamError
 from bot.models import ModelSet, Traits
 from bot.options import SettingsError
 from bot.routing import ModelSpec, parse_models, parse_routing
-from bot.settings import load_settings
 from botctl.sandbox.llm_server import LLMServer, answer_for
 
 

@@ -32,9 +32,9 @@ from _faults import (
     wait_for,
 )
 
+from bot.config import load_settings
 from bot.frontend.app import serve
 from bot.frontend.endpoints import reset_endpoints
-from bot.settings import load_settings
 from botctl.analyze.web import free_port
 from botctl.profile.inprocess import CPROFILE_ENV
 from botctl.sandbox.discord_server import DiscordServer

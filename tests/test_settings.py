@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import load_settings
 from bot.options import declared
-from bot.settings import Settings, SettingsError, load_settings, normalize_llm_url
+from bot.settings import Settings, SettingsError, normalize_llm_url
 from botctl.commands.run import load as load_run
 from botctl.run.options import RunOptions
 from botctl.sandbox.config import SandboxConfig

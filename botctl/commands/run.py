@@ -13,9 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
+from bot.config import load_settings, read_config_file
 from bot.kb import KBError
 from bot.options import SettingsError, build, declared
-from bot.settings import Settings, load_settings, read_config_file
+from bot.settings import Settings
 from bot.shared import SharedStateError
 from botctl import eventloop
 from botctl.errors import BotctlError

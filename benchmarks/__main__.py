@@ -1,7 +1,8 @@
 """``make bench`` (``python -m benchmarks``): every benchmark, its table and its budget lines.
 
 It runs the full ``botctl bench`` suite (``botctl.bench``: dedup, history LRU, batched metrics,
-end to end) with more rounds, plus what needs a fresh interpreter, strace or a profiler:
+end to end and on uvloop, the OpenAI protocol, reply chains, the realistic sandbox, the local
+model's time to first token), plus what needs a fresh interpreter, strace or a profiler:
 
 - ``key``: the dedup key's cost at 1, 10 and 50 history messages against the reference
   (``benchmarks.engine_micro``);
@@ -9,7 +10,9 @@ end to end) with more rounds, plus what needs a fresh interpreter, strace or a p
 - ``strace``: write syscalls per event counted by ``strace -c -f -e trace=write``;
 - ``startup``: ``botctl --help`` against a bare Typer app, and what ``--help`` imports;
 - ``overload``: end to end far beyond the bot's capacity (informational);
-- ``profile``: sandbox throughput under each ``botctl profile`` mode against none.
+- ``profile``: sandbox throughput under each ``botctl profile`` mode against none;
+- ``kb``, ``prometheus``, ``llm_server``, ``local_speed``: the standalone scripts of this folder
+  (``benchmarks.more_rows``); ``local_speed`` is opt-in (``--only local_speed``).
 
 Budgets are reported as PASS/FAIL lines; the exit status is 0 whatever they say. ``--json``
 prints one JSON object instead; ``--only key,startup`` runs some sections.
@@ -24,11 +27,26 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.more_rows import kb_section, llm_server_row, local_speed_row, prometheus_row
 from botctl.bench.budgets import Budget
 from botctl.bench.suite import SECTIONS, Plan, Row, e2e_rows, run_suite
 
-EXTRA = ("key", "log_event", "strace", "startup", "overload", "profile")
+EXTRA = (
+    "key",
+    "log_event",
+    "strace",
+    "startup",
+    "overload",
+    "profile",
+    "kb",
+    "prometheus",
+    "llm_server",
+    "local_speed",
+)
 ALL = (*SECTIONS, *EXTRA)
+# Run only when asked for by name (--only): informational and slow.
+OPT_IN = ("local_speed",)
+DEFAULT = tuple(s for s in ALL if s not in OPT_IN)
 
 KEY_BUDGET = 1.2
 HELP_BUDGET = 1.5
@@ -155,8 +173,14 @@ def startup_row(progress: Callable[[str], None]) -> Row:
 def overload_rows(progress: Callable[[str], None]) -> list[Row]:
     from botctl.bench.e2e import run_e2e
 
+    # The bot on asyncio against the bare bot only: the uvloop row belongs to the budgeted load.
     result = run_e2e(
-        duplicate_ratios=(0.0,), rate=OVERLOAD_RATE, duration=8.0, pairs=2, progress=progress
+        duplicate_ratios=(0.0,),
+        rate=OVERLOAD_RATE,
+        duration=8.0,
+        pairs=2,
+        progress=progress,
+        uvloop=False,
     )
     rows = e2e_rows(result, quick=False, budget=False)
     for row in rows:
@@ -222,6 +246,10 @@ EXTRA_RUNNERS: dict[str, Callable[[Callable[[str], None]], Any]] = {
     "startup": startup_row,
     "overload": overload_rows,
     "profile": profile_row,
+    "kb": kb_section,
+    "prometheus": prometheus_row,
+    "llm_server": llm_server_row,
+    "local_speed": local_speed_row,
 }
 
 
@@ -233,10 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         metavar="SECTIONS",
-        help=f"comma-separated sections to run, of: {', '.join(ALL)}",
+        help=f"comma-separated sections to run, of: {', '.join(ALL)} (all but "
+        f"{', '.join(OPT_IN)} by default)",
     )
     args = parser.parse_args(argv)
-    wanted = ALL if not args.only else tuple(s.strip() for s in args.only.split(",") if s.strip())
+    wanted = (
+        DEFAULT if not args.only else tuple(s.strip() for s in args.only.split(",") if s.strip())
+    )
     unknown = [s for s in wanted if s not in ALL]
     if unknown:
         parser.error(f"unknown section(s): {', '.join(unknown)}")

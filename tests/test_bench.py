@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 from collections import Counter, OrderedDict
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -20,6 +21,8 @@ from bot.percentile import percentile
 from botctl.bench.budgets import Budget, evaluate, summary_line
 from botctl.bench.common import ZipfSampler, rotated
 from botctl.bench.dedup import concurrent_schedule, near_schedule
+from botctl.bench.e2e import E2E_LOAD, E2EConfig, E2EResult
+from botctl.bench.e2e_rows import chains_row, openai_row, realistic_rows, ttft_row
 from botctl.bench.history import (
     DictFloor,
     ListLRUHistory,
@@ -30,6 +33,8 @@ from botctl.bench.history import (
     make_ops,
     steady_state,
 )
+from botctl.bench.local_ttft import ttft_budget
+from botctl.bench.realistic import summarise_realistic
 from botctl.bench.suite import E2E_VS_BARE, e2e_rows
 
 # -- the list LRU reference ------------------------------------------------------------------------
@@ -251,13 +256,14 @@ def _e2e(bot: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_e2e_budget_uses_throughput_when_the_bare_bot_is_saturated() -> None:
+def test_e2e_budget_is_cpu_per_reply_even_when_both_sides_saturate() -> None:
+    # Saturated, the two ratios agree; the budget reads CPU per reply either way.
     result = _e2e(_side(150, 400, 3.0, False), _side(380, 400, 1.0, False))
     (row,) = e2e_rows(result, quick=False)
     (budget,) = row.budgets
-    assert budget.measured == pytest.approx(150 / 380)
-    assert E2E_VS_BARE > 150 / 380
+    assert budget.measured == pytest.approx(1 / 3)
     assert budget.verdict == "fail"
+    assert "asyncio" in budget.name
 
 
 def test_e2e_budget_uses_cpu_per_reply_when_the_bare_bot_kept_up() -> None:
@@ -269,6 +275,92 @@ def test_e2e_budget_uses_cpu_per_reply_when_the_bare_bot_kept_up() -> None:
     assert budget.measured == pytest.approx(0.4)
     assert budget.verdict == "fail"
     assert "kept up" in (row.note or "")
+    assert E2E_VS_BARE == 0.55
+
+
+def test_uvloop_row_sits_beside_the_asyncio_budget_and_carries_none() -> None:
+    result = _e2e(_side(380, 400, 1.6, False), _side(400, 400, 1.0, True))
+    uv = _side(390, 400, 1.25, False)
+    result["rows"][0].update(bot_uvloop=uv, uvloop_cpu_per_reply_ratio=0.8)
+    rows = e2e_rows(result, quick=False)
+    assert [r.key for r in rows] == ["e2e", "e2e_uvloop"]
+    assert rows[1].budgets == []
+    assert "0.80x" in rows[1].measured and "uvloop/asyncio 0.78x" in rows[1].measured
+    (budget,) = rows[0].budgets
+    assert budget.measured == pytest.approx(1 / 1.6)  # the asyncio bot, not the uvloop one
+    assert "the bot on uvloop 0.80x" in budget.detail
+
+
+def _variant(cpu_ms: float, **extra: Any) -> dict[str, Any]:
+    side = _side(400, 400, cpu_ms, True)
+    side["extra"] = [extra]
+    return side
+
+
+def test_openai_row_budgets_cpu_per_reply_and_checks_the_protocol() -> None:
+    row = {
+        "rate": 400.0,
+        "bot": _variant(1.0),
+        "variants": {"bot_openai": _variant(1.1, llm_calls_by_api={"ollama": 0, "openai": 9})},
+    }
+    (budget,) = openai_row(row).budgets
+    assert budget.measured == pytest.approx(1.1) and budget.verdict == "pass"
+    row["variants"]["bot_openai"]["extra"] = [{"llm_calls_by_api": {"ollama": 9, "openai": 0}}]
+    (budget,) = openai_row(row).budgets
+    assert budget.verdict == "not measured"  # the trials never reached /v1
+
+
+def test_chains_row_counts_fetches_per_message() -> None:
+    chains = _variant(1.2, bot={"messages": 1000, "chains_fetched": 0, "replies": 1000})
+    row = {"rate": 400.0, "bot": _variant(1.0), "variants": {"bot_chains": chains}}
+    ratio_budget, fetches = chains_row(row, 10).budgets
+    assert ratio_budget.measured == pytest.approx(1.2) and ratio_budget.verdict == "pass"
+    assert fetches.measured == 0 and fetches.verdict == "pass"
+    chains["extra"] = [{"bot": {"messages": 100, "chains_fetched": 5}}]
+    _ratio, fetches = chains_row(row, 10).budgets
+    assert fetches.measured == pytest.approx(0.05) and fetches.verdict == "fail"
+
+
+def test_realistic_rows_from_a_trial() -> None:
+    extra = {
+        "model": {"answer_ms": 1700.0, "first_token_ms": 200.0},
+        "sandbox": {
+            "messages_posted": 20,
+            "rest_calls": 40,
+            "bot_messages": 20,
+            "bot_edits": 20,
+            "typing_calls": 0,
+            "rate_limited_total": 0,
+            "rate_limited": {},
+        },
+        "unanswered": 0,
+    }
+    trial = E2EResult("bot", 1.0, 1.0, 20.0, 20, 1780.0, 1900.0, 2000.0, 0.2, 0.1, extra=extra)
+    figures = summarise_realistic(1.0, 20.0, trial)
+    assert figures["overhead_p50_ms"] == pytest.approx(80.0)
+    assert figures["rest_per_answer"] == 2.0 and figures["edits_per_answer"] == 1.0
+    (row,) = realistic_rows({"channels": 10, "rows": [figures]})
+    overhead, limited = row.budgets
+    assert overhead.verdict == "pass" and limited.verdict == "pass"
+    figures = {**figures, "rate": 20.0, "rate_limited": 3}
+    (row,) = realistic_rows({"channels": 10, "rows": [figures]})
+    (limited,) = row.budgets  # the latency budget is at 1 q/s only
+    assert limited.verdict == "fail"
+
+
+def test_ttft_row_is_skipped_with_a_reason_without_the_runtime() -> None:
+    result = {"available": False, "reason": "run `make local-model`"}
+    row = ttft_row(result, ttft_budget(result))
+    assert "make local-model" in row.measured
+    (budget,) = row.budgets
+    assert budget.verdict == "not measured" and "make local-model" in budget.line()
+
+
+def test_e2e_config_crosses_to_the_child_as_json() -> None:
+    config = E2EConfig(
+        api="openai", drain=30.0, model_time=True, load=replace(E2E_LOAD, reply_depth=10)
+    )
+    assert E2EConfig.from_json(config.to_json()) == config
 
 
 def test_extra_e2e_rows_can_carry_no_budget() -> None:

@@ -1,8 +1,8 @@
 """End to end: sandbox messages per second through the bot, against a bare discord.py bot.
 
-Each trial runs in a child process of its own (``python -m botctl.bench.e2e CONFIG_JSON``), which
-starts the sandbox in *its* own process (:class:`~botctl.sandbox.client.SandboxProcess`) and runs
-either the real bot (:func:`bot.app.serve`) or the ceiling (:func:`~botctl.bench.bare_bot.run_bare_bot`,
+Each trial runs in a child process of its own (``python -m botctl.bench.e2e_trial CONFIG_JSON``,
+:mod:`botctl.bench.e2e_trial`), which starts the sandbox in *its* own process and runs either the
+real bot (:func:`bot.frontend.app.serve`) or the ceiling (:func:`~botctl.bench.bare_bot.run_bare_bot`,
 one "ok" per mention) in-process. Both see the same sandbox, the same load and the same LLM set to
 answer at once (latency 0, every token in one write), so what separates them is the bot's own cost.
 
@@ -11,32 +11,37 @@ warm-up), read from the sandbox's own counters and clock at both ends of the win
 meant to saturate, so reply latency there is mostly queueing; it is reported, not budgeted.
 
 A fresh child per trial keeps one trial's heap, sockets and discord.py state out of the next, and
-leaves the coordinating process idle while it measures.
+leaves the coordinating process idle while it measures. :func:`run_variants` alternates any set of
+trial configurations (the bot on another loop, on the OpenAI protocol, answering reply chains) in
+a rotating order, so that each comparison is measured in one run.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
 import json
 import os
-import resource
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from botctl import eventloop
 from botctl.bench.common import median, ratio, rotated
 from botctl.sandbox.config import SandboxConfig
 
-__all__ = ["E2E_LOAD", "E2EConfig", "E2EResult", "run_child", "run_e2e", "run_trial"]
+__all__ = [
+    "E2E_LOAD",
+    "E2EConfig",
+    "E2EResult",
+    "run_child",
+    "run_e2e",
+    "run_variants",
+    "side_stats",
+]
 
 Kind = Literal["bot", "bare"]
+Trials = dict[str, list["E2EResult"]]
 
 # A trial that takes longer than its own duration plus this is stuck: it is killed and reported.
 TRIAL_OVERHEAD_S = 60.0
@@ -44,7 +49,6 @@ DEFAULT_RATE = 400.0
 # A side that answers at least this share of what was offered kept up: it was not saturated, and
 # its figure is the offered rate, a floor of what it could carry.
 KEPT_UP = 0.95
-BARE_READY_TIMEOUT = 0.5  # run_bare_bot's default
 
 
 # The load of every trial: many users over many channels (discord.py sends at most one request
@@ -71,17 +75,18 @@ class E2EConfig:
     load: SandboxConfig = E2E_LOAD
     duration: float = 8.0
     warmup: float = 1.5
+    api: str = "ollama"  # the bot's protocol to the sandbox LLM: "ollama" or "openai" (its /v1)
+    # > 0: the users stop at the window's end and the trial waits up to this long for the bot's
+    # last replies, so latency covers every question; 0: the load runs on to the end.
+    drain: float = 0.0
+    model_time: bool = False  # time the sandbox LLM's own answer with a bare client first
+    # A path: cProfile the bot's (or bare bot's) process over the window into it (pstats), to
+    # see where its CPU per reply goes; the profiler's own cost inflates the CPU figures.
+    profile: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "kind": self.kind,
-                "loop": self.loop,
-                "load": json.loads(self.load.to_json()),
-                "duration": self.duration,
-                "warmup": self.warmup,
-            }
-        )
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "load"}
+        return json.dumps({**data, "load": json.loads(self.load.to_json())})
 
     @classmethod
     def from_json(cls, text: str) -> E2EConfig:
@@ -104,166 +109,26 @@ class E2EResult:
     sandbox_cpu_s: float | None
     llm_calls: int | None = None
     error: str | None = None
+    # The sandbox's counts over the window (REST calls, 429s...), the bot's (messages taken,
+    # chain fetches), the LLM's calls by protocol and the model's own answer time, when measured.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def _proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a live process (Linux ``/proc``), else ``None``."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _self_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def _measure(
-    sandbox: Any, config: E2EConfig, stop: asyncio.Event, out: dict[str, Any]
-) -> None:
-    """Start the load, skip the warm-up, read the counters at both ends of the window, stop."""
-    try:
-        await sandbox.start_traffic()
-        await asyncio.sleep(config.warmup)
-        pid = sandbox.proc.pid if sandbox.proc is not None else None
-        first = await sandbox.traffic_stats()
-        cpu0, sb0 = _self_cpu_s(), _proc_cpu_s(pid) if pid else None
-        await asyncio.sleep(config.duration)
-        last = await sandbox.traffic_stats()
-        cpu1, sb1 = _self_cpu_s(), _proc_cpu_s(pid) if pid else None
-        out.update(first=first, last=last, bot_cpu_s=cpu1 - cpu0)
-        out["sandbox_cpu_s"] = sb1 - sb0 if sb0 is not None and sb1 is not None else None
-    except Exception as exc:
-        out["error"] = f"{type(exc).__name__}: {exc}"
-    finally:
-        stop.set()
-
-
-def _result(config: E2EConfig, out: dict[str, Any], llm_calls: int | None) -> E2EResult:
-    first, last = out.get("first"), out.get("last")
-    if not first or not last:
-        return E2EResult(
-            config.kind, 0.0, 0.0, 0.0, 0, None, None, None, 0.0, None, llm_calls,
-            error=out.get("error") or "the load window was never measured",
-        )  # fmt: skip
-    window = float(last["elapsed_s"]) - float(first["elapsed_s"])
-    replies = int(last["replies_received"]) - int(first["replies_received"])
-    sent = int(last["messages_sent"]) - int(first["messages_sent"])
-    return E2EResult(
-        kind=config.kind,
-        replies_per_s=ratio(replies, window),
-        offered_per_s=ratio(sent, window),
-        window_s=window,
-        replies=replies,
-        p50_ms=last.get("last_reply_p50_ms"),
-        p95_ms=last.get("last_reply_p95_ms"),
-        p99_ms=last.get("last_reply_p99_ms"),
-        bot_cpu_s=float(out.get("bot_cpu_s", 0.0)),
-        sandbox_cpu_s=out.get("sandbox_cpu_s"),
-        llm_calls=llm_calls,
-        error=out.get("error"),
-    )
-
-
-async def run_trial(config: E2EConfig) -> E2EResult:
-    """One trial in this process: the sandbox in its own process, the bot (or bare bot) here."""
-    from botctl.sandbox.client import SandboxProcess
-
-    out: dict[str, Any] = {}
-    stop = asyncio.Event()
-    async with SandboxProcess(config.load) as sandbox:
-        endpoints = sandbox.endpoints
-        assert endpoints is not None
-        if config.kind == "bare":
-            await _run_bare(sandbox, endpoints, config, stop, out)
-        else:
-            await _run_bot(sandbox, endpoints, config, stop, out)
-        llm_calls: int | None = None
-        with contextlib.suppress(Exception):
-            llm = await sandbox.llm_stats()
-            llm_calls = int(llm["calls_total"]) if llm else None
-    return _result(config, out, llm_calls)
-
-
-async def _run_bare(
-    sandbox: Any, endpoints: Any, config: E2EConfig, stop: asyncio.Event, out: dict[str, Any]
-) -> None:
-    from botctl.bench.bare_bot import run_bare_bot
-
-    ready = asyncio.Event()
-
-    async def when_ready() -> None:
-        await ready.wait()
-        await _measure(sandbox, config, stop, out)
-
-    measuring = asyncio.create_task(when_ready())
-    try:
-        await run_bare_bot(endpoints.api_base, endpoints.gateway_url, stop=stop, ready=ready)
-    except Exception as exc:
-        out.setdefault("error", f"{type(exc).__name__}: {exc}")
-    finally:
-        measuring.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await measuring
-
-
-async def _run_bot(
-    sandbox: Any, endpoints: Any, config: E2EConfig, stop: asyncio.Event, out: dict[str, Any]
-) -> None:
-    from bot.components import Components
-    from bot.frontend.app import serve
-    from bot.settings import Settings
-
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def on_ready(_components: Components) -> None:
-        # In a task of its own: serve() awaits on_ready, which must not hold it for the window.
-        task = asyncio.create_task(_measure(sandbox, config, stop, out))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    with tempfile.TemporaryDirectory(prefix="botctl-bench-") as tmp:
-        settings = Settings().with_changes(
-            llm_url=endpoints.llm_url,
-            discord_api=endpoints.api_base,
-            discord_gateway=endpoints.gateway_url,
-            metrics_file=str(Path(tmp) / "metrics.jsonl"),
-        )
-        extra: dict[str, Any] = {}
-        if "client_options" in inspect.signature(serve).parameters:
-            # Ready as soon as the bare bot is (its guild_ready_timeout), not 2 s later.
-            extra["client_options"] = {"guild_ready_timeout": BARE_READY_TIMEOUT}
-        # The load is left running to the end (stopping it makes the sandbox wait until the bot
-        # has read its backlog); a short drain, as replies after the window are not measured.
-        result = await serve(
-            settings,
-            "sandbox-token",
-            stop,
-            on_ready=on_ready,
-            drain_timeout=1.0,
-            tune_gc=True,  # as `botctl run` does: this child is the bot's process
-            **extra,
-        )
-    if result.error:
-        out.setdefault("error", result.error)
-    for task in list(tasks):
-        task.cancel()
+    @classmethod
+    def failed(cls, kind: Kind, error: str) -> E2EResult:
+        return cls(kind, 0.0, 0.0, 0.0, 0, None, None, None, 0.0, None, error=error)
 
 
 def run_child(config: E2EConfig, *, python: str = sys.executable) -> E2EResult:
     """One trial in a fresh child process (bounded in time); its result, or one saying why not."""
-    timeout = config.warmup + config.duration + TRIAL_OVERHEAD_S
+    timeout = config.warmup + config.duration + config.drain + TRIAL_OVERHEAD_S
     env = dict(os.environ)
     env.pop("DISCORD_TOKEN", None)
     try:
         proc = subprocess.run(
-            [python, "-m", "botctl.bench.e2e", config.to_json()],
+            [python, "-m", "botctl.bench.e2e_trial", config.to_json()],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -271,17 +136,70 @@ def run_child(config: E2EConfig, *, python: str = sys.executable) -> E2EResult:
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        return _failed(config, f"the trial did not finish within {timeout:.0f} s")
+        return E2EResult.failed(config.kind, f"the trial did not finish within {timeout:.0f} s")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        return _failed(config, f"the trial exited with code {proc.returncode}: {tail}")
-    data = json.loads(lines[-1])
-    return E2EResult(**data)
+        return E2EResult.failed(
+            config.kind, f"the trial exited with code {proc.returncode}: {tail}"
+        )
+    return E2EResult(**json.loads(lines[-1]))
 
 
-def _failed(config: E2EConfig, error: str) -> E2EResult:
-    return E2EResult(config.kind, 0.0, 0.0, 0.0, 0, None, None, None, 0.0, None, error=error)
+def run_variants(
+    variants: Sequence[tuple[str, E2EConfig]],
+    *,
+    pairs: int,
+    progress: Callable[[str], None] | None = None,
+    label: str = "end to end",
+) -> Trials:
+    """Every variant once per round, ``pairs`` rounds, in a rotating order; results by name."""
+    trials: Trials = {name: [] for name, _ in variants}
+    for r in range(pairs):
+        for name, config in rotated(variants, r):
+            if progress is not None:
+                progress(f"{label}: {name} at {config.load.rate:g} msg/s, trial {r + 1}/{pairs}")
+            trials[name].append(run_child(config))
+    return trials
+
+
+def _med(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return median(present) if present else None
+
+
+def side_stats(results: Sequence[E2EResult]) -> dict[str, Any]:
+    """Medians over one variant's trials (those that measured a window)."""
+    good = [t for t in results if t.error is None and t.window_s > 0]
+    stats: dict[str, Any] = {
+        "replies_per_s": _med([t.replies_per_s for t in good]),
+        "offered_per_s": _med([t.offered_per_s for t in good]),
+        "p50_ms": _med([t.p50_ms for t in good]),
+        "p95_ms": _med([t.p95_ms for t in good]),
+        "p99_ms": _med([t.p99_ms for t in good]),
+        "cpu_share_bot": _med([ratio(t.bot_cpu_s, t.window_s) for t in good]),
+        "cpu_ms_per_reply": _med(
+            [ratio(t.bot_cpu_s * 1000, t.replies) for t in good if t.replies > 0]
+        ),
+        "cpu_share_sandbox": _med(
+            [ratio(t.sandbox_cpu_s, t.window_s) for t in good if t.sandbox_cpu_s is not None]
+        ),
+        "samples": [round(t.replies_per_s, 1) for t in good],
+        "errors": [t.error for t in results if t.error is not None],
+        "extra": [t.extra for t in good],
+    }
+    replies, offered = stats["replies_per_s"], stats["offered_per_s"]
+    stats["kept_up"] = (
+        None if replies is None or not offered else bool(replies >= KEPT_UP * offered)
+    )
+    return stats
+
+
+def cpu_ratio(base: Mapping[str, Any], other: Mapping[str, Any] | None) -> float | None:
+    """``base``'s CPU per reply over ``other``'s: above 1, ``other`` costs less per reply."""
+    if not other or not base.get("cpu_ms_per_reply") or not other.get("cpu_ms_per_reply"):
+        return None
+    return ratio(base["cpu_ms_per_reply"], other["cpu_ms_per_reply"])
 
 
 def run_e2e(
@@ -294,85 +212,58 @@ def run_e2e(
     load: SandboxConfig = E2E_LOAD,
     progress: Callable[[str], None] | None = None,
     uvloop: bool = True,
+    bare: bool = True,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Alternate bot and bare trials ``pairs`` times per duplicate ratio, both under ``load`` (at
     ``rate`` if given) on asyncio's loop, and the bot on uvloop too where installed; medians, the
-    ratio of the medians and the ratio of each back-to-back pair."""
+    ratio of the medians and the ratio of each back-to-back pair.
+
+    ``extra`` adds variants of the bot at 0 % duplicates, alternated with the others: a name and
+    the :class:`E2EConfig` fields it changes (``{"bot_openai": {"api": "openai"}}``); their
+    figures are under ``variants`` in that row.
+    """
     if rate is not None:
         load = replace(load, rate=rate)
     rate = load.rate
     rows: list[dict[str, Any]] = []
-    variants: list[tuple[str, Kind, str]] = [("bot", "bot", "asyncio"), ("bare", "bare", "asyncio")]
+    names: list[tuple[str, Kind, str]] = [("bot", "bot", "asyncio")]
+    if bare:
+        names.append(("bare", "bare", "asyncio"))
     if uvloop and eventloop.loop_name("uvloop") == "uvloop":
-        variants.append(("bot_uvloop", "bot", "uvloop"))
+        names.append(("bot_uvloop", "bot", "uvloop"))
     for dup in duplicate_ratios:
-        trials: dict[str, list[E2EResult]] = {name: [] for name, _, _ in variants}
-        for r in range(pairs):
-            for name, kind, loop in rotated(variants, r):
-                config = E2EConfig(
-                    kind=kind,
-                    loop=loop,
-                    load=replace(load, duplicate_ratio=dup),
-                    duration=duration,
-                    warmup=warmup,
+        at = replace(load, duplicate_ratio=dup)
+        variants = [
+            (name, E2EConfig(kind, loop, at, duration, warmup)) for name, kind, loop in names
+        ]
+        if dup == 0.0:
+            for name, changes in (extra or {}).items():
+                variants.append(
+                    (name, replace(E2EConfig("bot", "asyncio", at, duration, warmup), **changes))
                 )
-                if progress is not None:
-                    progress(
-                        f"end to end: {kind} on {loop} at {rate:g} msg/s, {dup:.0%} duplicates, "
-                        f"trial {r + 1}/{pairs}"
-                    )
-                trials[name].append(run_child(config))
+        trials = run_variants(
+            variants, pairs=pairs, progress=progress, label=f"end to end, {dup:.0%} duplicates"
+        )
         rows.append(_summarise(dup, rate, trials))
     return {"rate": rate, "duration_s": duration, "warmup_s": warmup, "pairs": pairs, "rows": rows}
 
 
-def _summarise(dup: float, rate: float, trials: dict[str, list[E2EResult]]) -> dict[str, Any]:
-    def stats(results: list[E2EResult]) -> dict[str, Any]:
-        good = [t for t in results if t.error is None and t.window_s > 0]
-
-        def med(values: list[float | None]) -> float | None:
-            present = [v for v in values if v is not None]
-            return median(present) if present else None
-
-        return {
-            "replies_per_s": med([t.replies_per_s for t in good]),
-            "offered_per_s": med([t.offered_per_s for t in good]),
-            "p50_ms": med([t.p50_ms for t in good]),
-            "p95_ms": med([t.p95_ms for t in good]),
-            "p99_ms": med([t.p99_ms for t in good]),
-            "cpu_share_bot": med([ratio(t.bot_cpu_s, t.window_s) for t in good]),
-            "cpu_ms_per_reply": med(
-                [ratio(t.bot_cpu_s * 1000, t.replies) for t in good if t.replies > 0]
-            ),
-            "cpu_share_sandbox": med(
-                [ratio(t.sandbox_cpu_s, t.window_s) for t in good if t.sandbox_cpu_s is not None]
-            ),
-            "samples": [round(t.replies_per_s, 1) for t in good],
-            "errors": [t.error for t in results if t.error is not None],
-        }
-
-    def kept_up(side: dict[str, Any]) -> bool | None:
-        replies, offered = side["replies_per_s"], side["offered_per_s"]
-        if replies is None or not offered:
-            return None
-        return bool(replies >= KEPT_UP * offered)
-
-    bot, bare = stats(trials["bot"]), stats(trials["bare"])
-    bot["kept_up"], bare["kept_up"] = kept_up(bot), kept_up(bare)
-    uv: dict[str, Any] | None = None
-    if trials.get("bot_uvloop"):
-        uv = stats(trials["bot_uvloop"])
-        uv["kept_up"] = kept_up(uv)
+def _summarise(dup: float, rate: float, trials: Trials) -> dict[str, Any]:
+    bot = side_stats(trials["bot"])
+    bare = side_stats(trials["bare"]) if "bare" in trials else None
+    variants = {name: side_stats(results) for name, results in trials.items()}
+    uv = variants.get("bot_uvloop")
     # Ratios per pair (bot trial r against bare trial r) as well as of the medians: a pair ran
     # back to back, so its ratio is the least exposed to slow drift.
     pair_ratios = [
         ratio(b.replies_per_s, c.replies_per_s)
-        for b, c in zip(trials["bot"], trials["bare"], strict=False)
+        for b, c in zip(trials["bot"], trials.get("bare", []), strict=False)
         if b.error is None and c.error is None and c.replies_per_s > 0
     ]
     vs_bare = (
         ratio(bot["replies_per_s"], bare["replies_per_s"])
-        if bot["replies_per_s"] is not None and bare["replies_per_s"] is not None
+        if bare and bot["replies_per_s"] is not None and bare["replies_per_s"] is not None
         else None
     )
     return {
@@ -384,28 +275,20 @@ def _summarise(dup: float, rate: float, trials: dict[str, list[E2EResult]]) -> d
         "pair_ratios": [round(x, 3) for x in pair_ratios],
         # What each reply costs the bot's process against the bare one's: a capacity estimate
         # that holds even where one side kept up with the load and the other did not.
-        "cpu_per_reply_ratio": (
-            ratio(bare["cpu_ms_per_reply"], bot["cpu_ms_per_reply"])
-            if bot["cpu_ms_per_reply"] and bare["cpu_ms_per_reply"]
-            else None
-        ),
+        "cpu_per_reply_ratio": cpu_ratio(bare, bot) if bare else None,
         # The bot on uvloop, against the same bare bot on asyncio's loop.
         "bot_uvloop": uv,
-        "uvloop_cpu_per_reply_ratio": (
-            ratio(bare["cpu_ms_per_reply"], uv["cpu_ms_per_reply"])
-            if uv and uv["cpu_ms_per_reply"] and bare["cpu_ms_per_reply"]
-            else None
-        ),
+        "uvloop_cpu_per_reply_ratio": cpu_ratio(bare, uv) if bare else None,
+        "variants": {k: v for k, v in variants.items() if k not in ("bot", "bare", "bot_uvloop")},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    config = E2EConfig.from_json(args[0]) if args else E2EConfig()
-    result = eventloop.run(run_trial(config), loop=config.loop)
-    sys.stdout.write(json.dumps(result.to_dict()) + "\n")
-    sys.stdout.flush()
-    return 0
+    """``python -m botctl.bench.e2e CONFIG_JSON``: one trial, as the child runs it (kept for
+    scripts that call this module)."""
+    from botctl.bench.e2e_trial import main as trial_main
+
+    return trial_main(argv)
 
 
 if __name__ == "__main__":

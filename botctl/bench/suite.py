@@ -3,39 +3,49 @@
 :func:`run_suite` runs the benchmarks a :class:`Plan` asks for and turns their results into
 :class:`Row` objects (the claim, the figure measured, the budgets) inside a :class:`BenchReport`,
 which the reporter renders as a table or JSON. A benchmark that fails to run becomes a row that
-says why, never a crash of the whole report.
+says why, never a crash of the whole report. The dedup, history and metrics rows are built here,
+the sandbox ones in :mod:`botctl.bench.e2e_rows`.
+
+Sections: the seed's four (``dedup``, ``history``, ``metrics``, ``e2e``: the bot against a bare
+discord.py bot, and on uvloop), then ``openai`` (the OpenAI protocol against Ollama's), ``chains``
+(reply chains against channel history), ``realistic`` (Discord's limits and a streaming LLM at 1,
+5 and 20 questions/s) and ``ttft`` (the real local model's time to first token, when installed).
+The CPU comparisons of ``e2e``, ``openai`` and ``chains`` share one alternated set of trials.
 """
 
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botctl.bench.budgets import Budget
 from botctl.bench.common import machine
 from botctl.bench.e2e import E2E_LOAD, run_e2e
+from botctl.bench.e2e_rows import (
+    E2E_VS_BARE,
+    chains_row,
+    e2e_rows,
+    openai_row,
+    realistic_rows,
+    ttft_row,
+)
+from botctl.bench.realistic import REALISTIC_RATES, WINDOWS
+from botctl.bench.rows import Row, failed_row
+from botctl.bench.seed_rows import CLAIMS, dedup_rows, history_row, metrics_row
 from botctl.sandbox.config import SandboxConfig
 
-__all__ = ["CLAIMS", "SECTIONS", "BenchReport", "Plan", "Row", "run_suite"]
-
-# The seed README's performance table, word for word where it had words.
-CLAIMS: dict[str, str | None] = {
-    "dedup_burst": "20–30 % fewer LLM calls",
-    "history": "10x faster history lookups at 100+ channels",
-    "metrics": "1 write per 50 events",
-    "dedup_identical": "one API call for duplicates",
-    "e2e": None,
-}
-
-HISTORY_BUDGET_SIZE = 1_000
-HISTORY_VS_LIST = 40.0
-HISTORY_VS_LRU_DICT = 1.5
-WRITES_PER_EVENT = 0.02
-LOG_EVENT_SPEEDUP = 5.0
-E2E_VS_BARE = 0.5
+__all__ = [
+    "CLAIMS",
+    "E2E_VS_BARE",
+    "SECTIONS",
+    "BenchReport",
+    "Plan",
+    "Row",
+    "e2e_rows",
+    "run_suite",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,12 @@ class Plan:
     e2e_pairs: int = 3
     e2e_duration: float = 8.0
     e2e_warmup: float = 1.5
+    chain_depth: int = 10  # messages of reply chain before each question of the chains row
+    realistic_rates: tuple[float, ...] = REALISTIC_RATES
+    realistic_windows: tuple[tuple[float, float], ...] = tuple(WINDOWS.items())
+    ttft_rounds: int = 10
+    # Left out of --quick (each costs a sandbox trial or a model start): said in its notes.
+    slow_sections: tuple[str, ...] = ()
 
     @classmethod
     def quick_plan(cls) -> Plan:
@@ -75,35 +91,12 @@ class Plan:
             e2e_pairs=1,
             e2e_duration=2.5,
             e2e_warmup=0.75,
+            slow_sections=("openai", "chains", "realistic", "ttft"),
         )
 
     @classmethod
     def full_plan(cls) -> Plan:
         return cls(quick=False)
-
-
-@dataclass(slots=True)
-class Row:
-    key: str
-    title: str
-    claim: str | None
-    measured: str
-    budgets: list[Budget] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "title": self.title,
-            "claim": self.claim,
-            "measured": self.measured,
-            "note": self.note,
-            "error": self.error,
-            "budgets": [b.to_json() for b in self.budgets],
-            "data": self.data,
-        }
 
 
 @dataclass(slots=True)
@@ -133,292 +126,24 @@ class BenchReport:
         }
 
 
-# -- rows from results ---------------------------------------------------------------------------
+SECTIONS = ("dedup", "history", "metrics", "e2e", "openai", "chains", "realistic", "ttft")
 
 
-def _pct_fewer(before: int, after: int) -> float:
-    return 100.0 * (before - after) / before if before else 0.0
-
-
-def dedup_rows(result: dict[str, Any]) -> list[Row]:
-    burst = result["concurrent"]
-    off, on = burst["no_dedup"]["upstream_calls"], burst["dedup"]["upstream_calls"]
-    measured = (
-        f"{burst['requests']:,} requests, {_pct_fewer(burst['requests'], burst['distinct_keys']):.0f} % "
-        f"concurrent duplicates: {off:,} → {on:,} LLM calls ({_pct_fewer(off, on):.1f} % fewer)"
-    )
-    budgets = [
-        Budget(
-            "dedup burst: upstream calls = distinct keys in flight",
-            on,
-            "==",
-            burst["distinct_keys"],
-            unit="calls",
-            detail=f"{burst['requests']:,} requests, {burst['distinct_keys']:,} distinct keys",
-        )
-    ]
-    near = result.get("near")
-    if near:
-        near_on = near["dedup"]["upstream_calls"]
-        measured += (
-            f"; {_pct_fewer(near['requests'], near['distinct_keys']):.0f} % near-duplicates "
-            f"(after the first answer, within the 5 s window): {near['no_dedup']['upstream_calls']:,}"
-            f" → {near_on:,} ({near['in_flight_only']['upstream_calls']:,} with in-flight merging only)"
-        )
-        budgets.append(
-            Budget(
-                "dedup window: upstream calls = distinct keys (near-duplicates)",
-                near_on,
-                "==",
-                near["distinct_keys"],
-                unit="calls",
-                detail=f"{near['requests']:,} requests, {near['distinct_keys']:,} distinct keys",
-            )
-        )
-    identical = result["identical"]
-    worst = max(row["dedup"] for row in identical)
-    ident_text = " · ".join(
-        f"K={row['k']}: {row['dedup']} (without: {row['no_dedup']})" for row in identical
-    )
-    ks = ", ".join(str(row["k"]) for row in identical)
-    return [
-        Row(
-            "dedup_burst",
-            "LLM calls with and without dedup, duplicate burst",
-            CLAIMS["dedup_burst"],
-            measured,
-            budgets,
-            data=result,
-            note=None if near else "near-duplicate burst skipped (--quick)",
-        ),
-        Row(
-            "dedup_identical",
-            "N identical concurrent questions → upstream calls",
-            CLAIMS["dedup_identical"],
-            ident_text,
-            [
-                Budget(
-                    "dedup: upstream calls for K identical concurrent requests",
-                    worst,
-                    "==",
-                    1,
-                    unit="calls",
-                    detail=f"worst of K = {ks}",
-                )
-            ],
-        ),
-    ]
-
-
-def history_row(result: dict[str, Any]) -> Row:
-    rows = result["rows"]
-    parts = []
-    for row in rows:
-        text = f"{row['channels']:,} ch: {row['speedup_vs_list']:.1f}x"
-        if row.get("vs_lru_dict") is not None:
-            text += f" ({row['vs_lru_dict']:.2f}x lru-dict)"
-        parts.append(text)
-    at = next((row for row in rows if row["channels"] == HISTORY_BUDGET_SIZE), None)
-    budgets = [
-        Budget(
-            f"history: ChatHistoryManager speed-up over the list LRU at {HISTORY_BUDGET_SIZE:,} channels",
-            at["speedup_vs_list"] if at else None,
-            ">=",
-            HISTORY_VS_LIST,
-            detail=(
-                f"{at['ns_per_op']['ours']:,.0f} vs {at['ns_per_op']['list']:,.0f} ns/op; "
-                f"the LRU's own cost alone (above the shared lookup-and-copy floor of "
-                f"{at['ns_per_op']['floor']:,.0f} ns): {at['lru_speedup_vs_list']:.0f}x"
-                if at
-                else ""
-            ),
-            reason=None if at else f"{HISTORY_BUDGET_SIZE:,} channels not in this run",
-        )
-    ]
-    vs_lru = [(row["vs_lru_dict"], row["channels"]) for row in rows if row.get("vs_lru_dict")]
-    if vs_lru:
-        worst, size = max(vs_lru)
-        budgets.append(
-            Budget(
-                "history: ChatHistoryManager cost relative to lru-dict (worst size)",
-                worst,
-                "<=",
-                HISTORY_VS_LRU_DICT,
-                detail=f"at {size:,} channels; "
-                + ", ".join(f"{c:,}: {v:.2f}x" for v, c in sorted(vs_lru, key=lambda x: x[1])),
-            )
-        )
-    else:
-        budgets.append(
-            Budget(
-                "history: ChatHistoryManager cost relative to lru-dict (worst size)",
-                None,
-                "<=",
-                HISTORY_VS_LRU_DICT,
-                reason="lru-dict is not installed (pip install 'botctl[bench]')",
-            )
-        )
-    return Row(
-        "history",
-        "History LRU against a list LRU (90/10 get/put, Zipf)",
-        CLAIMS["history"],
-        " · ".join(parts),
-        budgets,
-        data=result,
-    )
-
-
-def metrics_row(result: dict[str, Any]) -> Row:
-    writes = result["writes_per_event"]
-    rate = result["events_per_s"]
-    batched = writes["batched"]
-    per = f"1 per {1 / batched:.0f} events" if batched > 0 else "none"
-    measured = (
-        f"{batched:.4f} writes/event batched ({per}) vs {writes['per_event']:.2f} per event; "
-        f"log_event {rate['log_event']:,}/s vs {rate['per_event']:,}/s write+flush "
-        f"({result['speedup']:.1f}x; all-in with the batch writes {result['speedup_all_in']:.1f}x)"
-    )
-    return Row(
-        "metrics",
-        "Metrics writes per event, batched and not",
-        CLAIMS["metrics"],
-        measured,
-        [
-            Budget(
-                "metrics: write syscalls per event (batched)",
-                batched,
-                "<=",
-                WRITES_PER_EVENT,
-                unit="",
-                detail=f"counted by {result['writes_counted_by']}",
-            ),
-            Budget(
-                "metrics: log_event rate over a per-event write+flush logger (stdlib json)",
-                result["speedup"],
-                ">=",
-                LOG_EVENT_SPEEDUP,
-                detail=(
-                    f"{result['us_per_event']['log_event']:.2f} vs "
-                    f"{result['us_per_event']['per_event']:.2f} µs/event; all-in "
-                    f"{result['speedup_all_in']:.1f}x"
-                ),
-            ),
-        ],
-        data=result,
-    )
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
-def e2e_rows(result: dict[str, Any], *, quick: bool, budget: bool = True) -> list[Row]:
-    """A row per duplicate ratio; the 0 % one carries the budget (unless ``budget`` is off, for
-    extra rows such as a deliberate overload)."""
-    out = []
-    for row in result["rows"]:
-        bot, bare = row["bot"], row["bare"]
-        dup = row["duplicate_ratio"]
-        errors = bot["errors"] + bare["errors"]
-        if bot["replies_per_s"] is None or bare["replies_per_s"] is None:
-            measured = "not measured: " + ("; ".join(str(e) for e in errors) or "no trial finished")
-        else:
-            measured = (
-                f"at {row['rate']:g} msg/s offered: bot {bot['replies_per_s']:,.0f}/s vs bare "
-                f"discord.py {bare['replies_per_s']:,.0f}/s = {row['ratio']:.2f}x; bot reply "
-                f"p50/p95/p99 {_ms(bot['p50_ms'])}/{_ms(bot['p95_ms'])}/{_ms(bot['p99_ms'])} ms"
-            )
-            if row.get("cpu_per_reply_ratio"):
-                measured += (
-                    f"; CPU per reply {bot['cpu_ms_per_reply']:.2f} vs "
-                    f"{bare['cpu_ms_per_reply']:.2f} ms ({row['cpu_per_reply_ratio']:.2f}x)"
-                )
-        notes = []
-        if bare.get("kept_up"):
-            notes.append(
-                "the bare bot kept up with the offered rate (not saturated), so the throughput "
-                "ratio flatters the bot; the CPU-per-reply ratio is the capacity estimate"
-            )
-        if quick:
-            notes.append(
-                f"--quick: one {result['duration_s']:g} s trial each (full run: "
-                f"{Plan.full_plan().e2e_pairs} alternated pairs of {Plan.full_plan().e2e_duration:g} s)"
-            )
-        budgets = []
-        if dup == 0.0 and budget:
-            # The throughput ratio compares capacities only if both sides were saturated; where
-            # the bare bot kept up with the load its figure is the offered rate, and the ratio of
-            # CPU per reply (each process's own cost of a reply) is the capacity estimate.
-            figure = row["ratio"]
-            how = "replies/s ratio, the bare bot saturated"
-            if bare.get("kept_up"):
-                figure = row.get("cpu_per_reply_ratio")
-                how = (
-                    f"CPU-per-reply ratio, as the bare bot kept up with {row['rate']:g} msg/s "
-                    f"(replies/s ratio {row['ratio']:.2f}x)"
-                )
-            budgets.append(
-                Budget(
-                    "end to end: bot capacity over a bare discord.py bot (0 % duplicates)",
-                    figure,
-                    ">=",
-                    E2E_VS_BARE,
-                    detail=f"{how}; at {row['rate']:g} msg/s, pairs {row['pair_ratios']}",
-                    reason="; ".join(str(e) for e in errors) or None,
-                )
-            )
-        out.append(
-            Row(
-                "e2e" if dup == 0.0 else f"e2e_dup{round(dup * 100)}",
-                f"Sandbox end to end, {dup:.0%} duplicates (replies/s)",
-                CLAIMS["e2e"],
-                measured,
-                budgets,
-                data=row,
-                note="; ".join(notes) or None,
-            )
-        )
-    return out
-
-
-# -- running -------------------------------------------------------------------------------------
-
-
-def _failed_row(key: str, title: str, exc: BaseException) -> Row:
-    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    at = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
-    return Row(
-        key,
-        title,
-        CLAIMS.get(key),
-        "not measured",
-        error=f"{type(exc).__name__}: {exc}{at}",
-    )
-
-
-SECTIONS = ("dedup", "history", "metrics", "e2e")
-
-
-def run_suite(
-    plan: Plan,
-    *,
-    progress: Callable[[str], None] | None = None,
-    sections: Collection[str] = SECTIONS,
-) -> BenchReport:
+def _seed_rows(
+    plan: Plan, sections: Collection[str], progress: Callable[[str], None] | None
+) -> list[Row]:
     from botctl.bench.dedup import run_dedup_bench
     from botctl.bench.history import run_history_bench
     from botctl.bench.metrics_io import run_metrics_bench
 
-    started = time.monotonic()
     rows: list[Row] = []
-    notes: list[str] = []
     if "dedup" in sections:
         try:
             rows += dedup_rows(
                 run_dedup_bench(burst=plan.dedup_burst, near=plan.dedup_near, progress=progress)
             )
         except Exception as exc:
-            rows.append(_failed_row("dedup_burst", "LLM calls with and without dedup", exc))
+            rows.append(failed_row("dedup_burst", "LLM calls with and without dedup", exc))
     if "history" in sections:
         try:
             result = run_history_bench(
@@ -430,7 +155,7 @@ def run_suite(
             )
             rows.append(history_row(result))
         except Exception as exc:
-            rows.append(_failed_row("history", "History LRU against a list LRU", exc))
+            rows.append(failed_row("history", "History LRU against a list LRU", exc))
     if "metrics" in sections:
         try:
             result = run_metrics_bench(
@@ -438,27 +163,93 @@ def run_suite(
             )
             rows.append(metrics_row(result))
         except Exception as exc:
-            rows.append(_failed_row("metrics", "Metrics writes per event", exc))
-    if "e2e" in sections and plan.e2e:
+            rows.append(failed_row("metrics", "Metrics writes per event", exc))
+    return rows
+
+
+def _sandbox_rows(
+    plan: Plan, sections: Collection[str], progress: Callable[[str], None] | None
+) -> list[Row]:
+    """``e2e``, ``openai`` and ``chains`` in one alternated set of trials: the bot on Ollama's
+    protocol answering plain mentions is the baseline of all three."""
+    extra: dict[str, dict[str, Any]] = {}
+    if "openai" in sections:
+        extra["bot_openai"] = {"api": "openai"}
+    if "chains" in sections:
+        extra["bot_chains"] = {"load": replace(plan.e2e_load, reply_depth=plan.chain_depth)}
+    full = "e2e" in sections
+    if not full and not extra:
+        return []
+    try:
+        result = run_e2e(
+            duplicate_ratios=plan.e2e_duplicate_ratios if full else (0.0,),
+            load=plan.e2e_load,
+            duration=plan.e2e_duration,
+            warmup=plan.e2e_warmup,
+            pairs=plan.e2e_pairs,
+            progress=progress,
+            bare=full,
+            uvloop=full,
+            extra=extra,
+        )
+    except Exception as exc:
+        return [failed_row("e2e", "Sandbox end to end", exc)]
+    rows = e2e_rows(result, quick=plan.quick) if full else []
+    base = result["rows"][0]
+    if "openai" in sections:
+        rows.append(openai_row(base))
+    if "chains" in sections:
+        rows.append(chains_row(base, plan.chain_depth))
+    return rows
+
+
+def _realistic_and_ttft(
+    plan: Plan, sections: Collection[str], progress: Callable[[str], None] | None
+) -> list[Row]:
+    from botctl.bench.local_ttft import run_local_ttft, ttft_budget
+    from botctl.bench.realistic import run_realistic
+
+    rows: list[Row] = []
+    if "realistic" in sections:
         try:
-            result = run_e2e(
-                duplicate_ratios=plan.e2e_duplicate_ratios,
-                load=plan.e2e_load,
-                duration=plan.e2e_duration,
-                warmup=plan.e2e_warmup,
-                pairs=plan.e2e_pairs,
-                progress=progress,
+            result = run_realistic(
+                plan.realistic_rates, windows=dict(plan.realistic_windows), progress=progress
             )
-            rows += e2e_rows(result, quick=plan.quick)
+            rows += realistic_rows(result)
         except Exception as exc:
-            rows.append(_failed_row("e2e", "Sandbox end to end", exc))
-    elif "e2e" in sections:
+            rows.append(failed_row("realistic", "Realistic sandbox", exc))
+    if "ttft" in sections:
+        try:
+            result = run_local_ttft(plan.ttft_rounds, progress=progress)
+            rows.append(ttft_row(result, ttft_budget(result)))
+        except Exception as exc:
+            rows.append(failed_row("ttft", "Local model: time to first token", exc))
+    return rows
+
+
+def run_suite(
+    plan: Plan,
+    *,
+    progress: Callable[[str], None] | None = None,
+    sections: Collection[str] = SECTIONS,
+) -> BenchReport:
+    started = time.monotonic()
+    notes: list[str] = []
+    skipped = [s for s in plan.slow_sections if s in sections]
+    wanted = [s for s in sections if s not in skipped]
+    if not plan.e2e:
+        wanted = [s for s in wanted if s not in ("e2e", "openai", "chains", "realistic")]
         notes.append("end to end skipped")
+    rows = _seed_rows(plan, wanted, progress)
+    rows += _sandbox_rows(plan, wanted, progress)
+    rows += _realistic_and_ttft(plan, wanted, progress)
     if plan.quick:
         notes.append(
             "--quick: fewer rounds and sizes, no near-duplicate burst, a short end-to-end pair "
             "at a fixed rate; run without --quick (or `make bench`) for the full figures"
         )
+    if skipped:
+        notes.append(f"--quick leaves out: {', '.join(skipped)} (sandbox trials, the local model)")
     return BenchReport(
         quick=plan.quick,
         machine=machine(),

@@ -21,8 +21,8 @@ def bench(
         typer.Option(
             "--quick",
             "-q",
-            help="Fewer rounds and sizes and a short end-to-end pair: under 30 s. The output "
-            "says what was shortened.",
+            help="Fewer rounds and sizes and a short end-to-end pair, without the protocol, "
+            "chain, realistic and local-model rows: under 30 s. The output says what was left out.",
         ),
     ] = False,
     json_output: Annotated[
@@ -33,8 +33,10 @@ def bench(
     ] = False,
 ) -> None:
     """Measure the bot's performance claims on this machine: LLM calls with and without dedup,
-    the history LRU against a list LRU, metrics writes per event, and sandbox messages per
-    second against a bare discord.py bot.
+    the history LRU against a list LRU, metrics writes per event, sandbox messages per second
+    against a bare discord.py bot (and on uvloop), the OpenAI protocol against Ollama's, reply
+    chains against channel history, the bot under Discord's rate limits with a streaming LLM,
+    and the local model's time to first token (when `make local-model` installed it).
 
     Figures are medians of interleaved runs, compared as ratios measured in the same run.
     Budgets are reported as pass/fail lines; they do not change the exit code.

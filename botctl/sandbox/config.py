@@ -76,6 +76,13 @@ class SandboxConfig:
         negate=True,
         panel=SANDBOX_PANEL,
     )
+    reply_depth: int = option(
+        0,
+        "Simulated users who reply to the bot: each question continues one of a set of reply "
+        "chains this many messages deep, built before the load starts (0: plain mentions).",
+        number(int, minimum=0),
+        flag="",
+    )
     gateway_shards: int = option(
         1,
         "Shards the sandbox's GET /gateway/bot recommends to an auto-sharded bot.",

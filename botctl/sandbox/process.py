@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from botctl.sandbox.chain_users import ReplyChainTraffic
 from botctl.sandbox.config import SandboxConfig
 from botctl.sandbox.discord_server import DiscordServer
 from botctl.sandbox.llm_server import LLMServer
@@ -50,12 +51,18 @@ async def serve_sandbox(config: SandboxConfig, stop: asyncio.Event) -> None:
     llm: LLMServer | None = None
     await discord_server.start()
     try:
-        traffic = TrafficGenerator(
-            discord_server,
-            rate=config.rate,
-            duplicate_ratio=config.duplicate_ratio,
-            seed=config.seed,
-        )
+        traffic: TrafficGenerator
+        if config.reply_depth:
+            traffic = ReplyChainTraffic(
+                discord_server, depth=config.reply_depth, rate=config.rate, seed=config.seed
+            )
+        else:
+            traffic = TrafficGenerator(
+                discord_server,
+                rate=config.rate,
+                duplicate_ratio=config.duplicate_ratio,
+                seed=config.seed,
+            )
         discord_server.attach_traffic(traffic)
         llm_url: str | None = None
         if config.llm:

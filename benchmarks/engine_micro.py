@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from bot.dedup import RequestDeduplicator
+from bot.llm.ollama import OllamaTransport
 from bot.llm.types import ChatRequest
 from bot.metrics import MetricsService
 
@@ -58,8 +59,9 @@ def bench_key(
 ) -> dict[str, float]:
     """The bot's dedup key against the reference ``sha256(orjson.dumps(OPT_SORT_KEYS))``.
 
-    ``shape`` "service": :meth:`ChatRequest.key` as the engine calls it, against the reference over
-    the same fields; "client": :meth:`RequestDeduplicator.make_key` on a client-shaped request
+    ``shape`` "service": the key as the engine makes it — the request's body serialised (once: the
+    same bytes are sent) and hashed with the protocol and server — against the reference over the
+    same fields; "client": :meth:`RequestDeduplicator.make_key` on a client-shaped request
     (with ``stream`` and missing fields, reduced to the key's fields first)."""
     req = chat_request(history)
     dumps, sort_keys, sha256 = orjson.dumps, orjson.OPT_SORT_KEYS, hashlib.sha256
@@ -75,8 +77,10 @@ def bench_key(
             "tools": None,
         }
 
+        transport = OllamaTransport("http://127.0.0.1:11434")
+
         def ours() -> object:
-            return request.key("ollama", "http://127.0.0.1:11434")
+            return transport.key(transport.payload(request))
     else:
         fields = req
         make_key = RequestDeduplicator.make_key

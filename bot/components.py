@@ -165,6 +165,8 @@ class Components:
             self.exporter = PrometheusExporter(settings.metrics_port, gauges=self._gauges)
             self.metrics.add_observer(self.exporter.observe)
         self.chains = Chains()
+        # Replies being answered now; the front end that runs them says how many (a gauge).
+        self.in_flight: Callable[[], int] = lambda: 0
         self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._closed = False
@@ -178,7 +180,7 @@ class Components:
 
     def _gauges(self) -> dict[str, float]:
         return {
-            "answers_in_flight": self.engine.answering,
+            "answers_in_flight": self.in_flight(),
             "history_hit_rate": self.history.get_stats()["hit_rate"],
             "metrics_pending_events": self.metrics.get_batch_stats()["pending_events"],
             "dedup_pending_requests": self.flights.get_stats()["pending_requests"],

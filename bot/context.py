@@ -7,8 +7,7 @@ request inside the model's window. A request's budget is the model's context les
 room (``num_predict``/``max_tokens`` when the model's options set it, else a quarter of the context
 up to 1,024 tokens).
 
-A conversation that outgrows its budget, or its history limit, has its oldest half folded into a
-summary the LLM writes (:func:`summary_request`), kept per conversation (:class:`Summaries`) and
+A conversation that outgrows its budget has its oldest half folded into a summary the LLM writes (:func:`summary_request`), kept per conversation (:class:`Summaries`) and
 extended at the next overflow from the previous summary and the newly folded turns: one summary
 call per overflow, never one per message.
 """
@@ -45,9 +44,11 @@ def estimate_tokens(text: str) -> int:
 def count_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     total = 0
     for message in messages:
-        content = message.get("content") or ""
-        total += _PER_MESSAGE + estimate_tokens(content if isinstance(content, str) else "")
-        total += _PER_IMAGE * len(message.get("images") or ())
+        content = message.get("content")
+        # estimate_tokens inlined: this runs over the whole prompt for every question.
+        total += _PER_MESSAGE + (len(content) + 3) // 4 if type(content) is str else _PER_MESSAGE
+        if "images" in message:
+            total += _PER_IMAGE * len(message["images"] or ())
     return total
 
 
@@ -60,13 +61,14 @@ def answer_room(context_tokens: int, options: Mapping[str, Any] | None) -> int:
     return min(1024, context_tokens // 4)
 
 
-def fold_count(history_len: int, limit: int, over_budget: bool) -> int:
-    """How many of the oldest messages to fold into the summary now (0: none).
+def fold_count(history_len: int) -> int:
+    """How many of the oldest messages a conversation over its budget folds into the summary.
 
-    At the history limit, or over the budget, the oldest half goes, in whole exchanges (a
-    question and its answer), so the next overflow is half a history away.
+    The oldest half, in whole exchanges (a question and its answer), so the next overflow is half a
+    history away: one summary call per overflow. (The history limit is a bound on memory: turns it
+    drops were within budget and are simply forgotten.)
     """
-    if history_len < 2 or (history_len + 2 <= limit and not over_budget):
+    if history_len < 2:
         return 0
     half = max(2, history_len // 2)
     return half - half % 2

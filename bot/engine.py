@@ -103,7 +103,6 @@ class ChatEngine(Tally):
         self.kb = kb
         self.summaries = summaries if summaries is not None else Summaries()
         self.history_limit = history.get_stats()["max_messages"]
-        self.answering = 0  # answers streaming now
 
     # -- the answer ----------------------------------------------------------------------------
 
@@ -116,14 +115,6 @@ class ChatEngine(Tally):
         The route's models are tried in order while each fails before its first token; each try
         is one ``llm_call`` event (``route`` says why that model: default, channel, rule, fallback).
         """
-        self.answering += 1
-        try:
-            async for delta in self._answer(question):
-                yield delta
-        finally:
-            self.answering -= 1
-
-    async def _answer(self, question: Question) -> AsyncIterator[str]:
         plan = await self.plan(question)
         persona, route, block, messages = plan.persona, plan.route, plan.sources, plan.messages
         parts: list[str] = []
@@ -196,10 +187,10 @@ class ChatEngine(Tally):
         return max(0, 4 * (self._budget(model, options) - used))
 
     def _open(self, model: Model, request: ChatRequest) -> tuple[AsyncIterator[Chunk], str]:
+        payload = model.transport.payload(request)
         if not self.dedup:
-            return model.stream(request), "off"
-        key = request.key(model.spec.api, model.transport.base_url)
-        subscription = self.flights.join(key, partial(model.stream, request))
+            return model.send(payload), "off"
+        subscription = self.flights.join(model.transport.key(payload), partial(model.send, payload))
         return subscription, subscription.role
 
     def _budget(self, model: Model, options: Mapping[str, Any] | None) -> int:
@@ -246,18 +237,25 @@ class ChatEngine(Tally):
             return [*head, *shown, *history, user]
 
         messages = assemble()
+        used = count_tokens(messages)
+        if used <= budget:
+            return messages  # the common case: one count, nothing to fold
         if question.context is None:
-            fold = fold_count(len(history), self.history_limit, count_tokens(messages) > budget)
+            fold = fold_count(len(history))
             if fold:
                 summary = await self._summarize(conversation, summary, history[:fold], model)
                 self.history.trim(conversation, fold, history[0])
                 history = history[fold:]
                 messages = assemble()
-        while count_tokens(messages) > budget and history:
+                used = count_tokens(messages)
+        while used > budget and history:
             history = history[2:]  # still too long (huge messages): the oldest exchange goes
             messages = assemble()
-        over = count_tokens(messages) - budget
-        if over > 0:  # the question alone is too long: its end goes, as a last resort
+            used = count_tokens(messages)
+        over = used - budget
+        if over > 0 and estimate_tokens(question.text) > over:
+            # The question's own text is too long (an inlined file): its end goes, as a last
+            # resort. (Images over the budget are the server's to refuse: cutting text won't help.)
             user["content"] = question.text[: max(0, len(question.text) - 4 * over - 16)]
             messages = assemble()
         return messages

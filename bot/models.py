@@ -19,7 +19,7 @@ import aiohttp
 
 from bot.choices import ChannelChoices
 from bot.llm.http import HTTPTransport
-from bot.llm.types import ChatRequest, Chunk
+from bot.llm.types import Chunk
 from bot.routing import ModelSpec, RoutingSpec
 
 __all__ = ["Model", "ModelSet", "Route", "Traits"]
@@ -93,16 +93,16 @@ class Model:
     def name(self) -> str:
         return self.spec.name
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        """The transport's stream, waiting for a slot first when the model's calls are capped."""
+    def send(self, payload: bytes) -> AsyncIterator[Chunk]:
+        """The transport's answer, waiting for a slot first when the model's calls are capped."""
         if self.slots is None:
-            return self.transport.stream(request)
-        return self._limited(request)
+            return self.transport.send(payload)
+        return self._limited(payload)
 
-    async def _limited(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def _limited(self, payload: bytes) -> AsyncIterator[Chunk]:
         assert self.slots is not None
         async with self.slots:
-            async for chunk in self.transport.stream(request):
+            async for chunk in self.transport.send(payload):
                 yield chunk
 
 

@@ -83,6 +83,16 @@ class Settings:
         flag="",
         panel=_DISCORD,
     )
+    write_pacing: bool = option(
+        True,
+        "Do not pace the bot's writes to Discord's documented limits (50 requests/s, 5 message "
+        "writes per channel per 5 s): for servers without them.",
+        boolean,
+        env="BOT_NO_WRITE_PACING",
+        flag="--no-write-pacing",
+        negate=True,
+        panel=_DISCORD,
+    )
     cooldown: float | None = option(
         None,
         "Seconds between two questions of one user.",

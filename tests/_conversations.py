@@ -148,6 +148,7 @@ async def serving(
         "metrics_file": metrics_file,
         "llm_timeout": 5.0,
         "cooldown": 0.0,
+        "write_pacing": server.limiter is not None,  # a server without limits answers at once
         **settings,
     }
     config = load_settings(None, values)

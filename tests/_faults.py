@@ -126,6 +126,7 @@ async def running_bot(
         "llm_timeout": 2.0,
         "batch_interval": 60.0,
         "cooldown": 0.0,
+        "write_pacing": server.limiter is not None,  # a server without limits answers at once
         **settings,
     }
     if llm_server is not None:

@@ -91,13 +91,12 @@ def test_the_answer_is_remembered_without_the_left_out_line() -> None:
     assert answer_text("An answer with -# in it.") == "An answer with -# in it."
 
 
-def test_folds_come_at_the_limit_or_over_the_budget_in_whole_exchanges() -> None:
-    assert fold_count(0, 20, True) == 0
-    assert fold_count(16, 20, False) == 0
-    assert fold_count(18, 20, False) == 0  # 18 + the next exchange = 20: still room
-    assert fold_count(20, 20, False) == 10
-    assert fold_count(14, 20, True) == 6  # half of 14 is 7: whole exchanges, so 6
-    assert fold_count(2, 20, True) == 2
+def test_a_fold_takes_the_oldest_half_in_whole_exchanges() -> None:
+    assert fold_count(0) == 0
+    assert fold_count(1) == 0
+    assert fold_count(20) == 10
+    assert fold_count(14) == 6  # half of 14 is 7: whole exchanges, so 6
+    assert fold_count(2) == 2
 
 
 def test_summaries_keep_the_latest_conversations() -> None:

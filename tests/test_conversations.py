@@ -252,8 +252,8 @@ def question(n: int) -> str:
 
 def expected_summary_calls(budget: int, summary_chars: int) -> int:
     """The summary calls of :data:`QUESTIONS` questions, by the rule of ``fold_count``: before each
-    question, the oldest turns fold into the summary when the history is at its limit or the
-    request would be over the budget; the history then grows by the question and its answer."""
+    question, the oldest turns fold into the summary when the request would be over the budget;
+    the history then grows by the question and its answer (the limit drops the oldest)."""
     system = {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
     summary = {"role": "system", "content": SUMMARY_PREFIX + "s" * summary_chars}
     history: list[dict[str, str]] = []
@@ -262,7 +262,7 @@ def expected_summary_calls(budget: int, summary_chars: int) -> int:
     for n in range(1, QUESTIONS + 1):
         asked = {"role": "user", "content": question(n)}
         prompt = [system, *([summary] if folded else []), *history, asked]
-        fold = fold_count(len(history), HISTORY_LIMIT, count_tokens(prompt) > budget)
+        fold = fold_count(len(history)) if count_tokens(prompt) > budget else 0
         if fold:
             calls += 1
             folded = True
@@ -563,12 +563,13 @@ async def test_allow_users_roles_and_channels_are_honoured(tmp_path: Path) -> No
 async def test_no_text_attachment_or_summary_reaches_the_metrics_file(tmp_path: Path) -> None:
     async with sandbox() as (server, llm):
         assert llm.url is not None
-        settings: dict[str, Any] = {"history_limit": 4, **vision_models(llm.url)}
+        settings: dict[str, Any] = {"context_tokens": 512, **vision_models(llm.url)}
         async with serving(server, llm, tmp_path / "metrics.jsonl", **settings) as bot:
             secrets = ["zebra-question-one", "zebra-question-two", "zebra-question-three"]
             answers = []
-            for secret in secrets:  # the third folds the first two into a summary
-                _, answer = await bot.ask(f"!echo {secret} echoed")
+            padding = " and more words" * 24  # three exchanges outgrow a 512-token context
+            for secret in secrets:  # the later ones fold the earlier into a summary
+                _, answer = await bot.ask(f"!echo {secret} echoed{padding}")
                 answers.append(answer.content)
             summary = bot.components.summaries.get(bot.channel)
             assert summary and summary.startswith("Summary of")

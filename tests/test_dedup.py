@@ -532,13 +532,18 @@ def test_negative_window_is_rejected() -> None:
         RequestDeduplicator(window=-1)
 
 
-def test_chat_request_key_covers_protocol_server_and_model() -> None:
+def test_the_request_key_covers_protocol_server_model_and_body() -> None:
+    from bot.llm import transport_for
+
     messages = [{"role": "user", "content": "hello"}]
-    base = ChatRequest("m", messages).key("ollama", "http://a:1")
-    assert base == ChatRequest("m", list(messages)).key("ollama", "http://a:1")
-    assert base != ChatRequest("m", messages).key("openai", "http://a:1")
-    assert base != ChatRequest("m", messages).key("ollama", "http://b:1")
-    assert base != ChatRequest("m2", messages).key("ollama", "http://a:1")
-    assert base != ChatRequest("m", messages, options={"temperature": 0}).key(
-        "ollama", "http://a:1"
-    )
+
+    def key(api: str, url: str, request: ChatRequest) -> str:
+        transport = transport_for(api, url)
+        return transport.key(transport.payload(request))
+
+    base = key("ollama", "http://a:1", ChatRequest("m", messages))
+    assert base == key("ollama", "http://a:1", ChatRequest("m", [dict(m) for m in messages]))
+    assert base != key("openai", "http://a:1", ChatRequest("m", messages))
+    assert base != key("ollama", "http://b:1", ChatRequest("m", messages))
+    assert base != key("ollama", "http://a:1", ChatRequest("m2", messages))
+    assert base != key("ollama", "http://a:1", ChatRequest("m", messages, {"temperature": 0}))

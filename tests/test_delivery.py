@@ -202,3 +202,33 @@ def test_the_write_budget_keeps_room_for_the_final_text() -> None:
     budget.record(7, "send")
     now[0] = 5.1  # the window has passed
     assert budget.spare(7)
+
+
+async def test_paced_writes_wait_for_the_channel_window_and_the_global_rate(
+    monkeypatch: Any,
+) -> None:
+    from bot.frontend import sinks
+
+    now = [0.0]
+    waits: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:  # time moves only when the budget waits
+        waits.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(sinks.asyncio, "sleep", fake_sleep)
+    budget = sinks.WriteBudget(clock=lambda: now[0])
+    for _ in range(5):
+        await budget.acquire(7, "send")
+    # Five posts in one channel go at the global rate only: 45 a second.
+    assert now[0] < 0.1 and len(waits) == 4
+    await budget.acquire(7, "send")  # the sixth waits for the first to leave the 5 s window
+    assert now[0] >= 5.0
+    before = now[0]
+    await budget.acquire(8, "send")  # another channel is not held by channel 7's window
+    assert now[0] - before < 0.1
+    unpaced = sinks.WriteBudget(clock=lambda: now[0], pacing=False)
+    waits.clear()
+    for _ in range(20):
+        await unpaced.acquire(7, "send")
+    assert waits == [] and not unpaced.spare(7, "send")  # counted, never held

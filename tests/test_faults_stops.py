@@ -75,6 +75,7 @@ def test_sigkill_loses_at_most_one_batch_and_readers_skip_a_torn_line(tmp_path: 
         assert sandbox.llm_url is not None
         args = ["run", "--token", "sandbox-token", "--cooldown", "0", "--llm-timeout", "2"]
         args += ["--discord-api", sandbox.api_base, "--discord-gateway", sandbox.gateway_url]
+        args += ["--no-write-pacing"]  # the test sandbox has no rate limits
         args += ["--llm-url", sandbox.llm_url, "--metrics-file", str(metrics)]
         args += ["--batch-size", str(batch), "--batch-interval", "60"]
         proc = subprocess.Popen(

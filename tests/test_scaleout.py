@@ -42,7 +42,7 @@ def shard(sandbox: Sandbox, redis_url: str, i: int, tmp: Path, *extra: str) -> I
     args = [sys.executable, "-m", "botctl", "run", "--discord-api", sandbox.api_base]
     args += ["--discord-gateway", sandbox.gateway_url, "--llm-url", sandbox.llm_url]
     args += ["--shard-count", str(SHARDS), "--shard-ids", str(i), "--redis", redis_url]
-    args += ["--metrics-file", str(tmp / f"m{i}.jsonl"), *extra]
+    args += ["--metrics-file", str(tmp / f"m{i}.jsonl"), "--no-write-pacing", *extra]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         yield proc

@@ -69,6 +69,7 @@ def test_a_full_session_leaks_no_secret(tmp_path: Path) -> None:
         assert sandbox.llm_url is not None
         args = ["run", "--token", SECRET_TOKEN, "--cooldown", "0", "--llm-timeout", "2"]
         args += ["--discord-api", sandbox.api_base, "--discord-gateway", sandbox.gateway_url]
+        args += ["--no-write-pacing"]  # the test sandbox has no rate limits
         args += ["--llm-url", with_key(sandbox.llm_url), "--metrics-file", str(metrics)]
         args += ["--batch-size", "20"]
         proc = subprocess.Popen(

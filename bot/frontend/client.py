@@ -10,9 +10,10 @@ each step even when an earlier one failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -58,6 +59,7 @@ class ChatBotMixin(_Base):
             **options,
         )
         self.components = components
+        components.in_flight = lambda: len(self.inflight)
         self.engine = components.engine
         self.sync_commands = sync_commands
         self.accepting = True
@@ -65,6 +67,8 @@ class ChatBotMixin(_Base):
         self.ready_event = asyncio.Event()
         self.started_at = time.monotonic()
         self.cancelled_replies = 0
+        # Set by the chat cog when it loads (on_message hands every message to it).
+        self.message_handler: Callable[[discord.Message], Awaitable[None]] | None = None
         self._closing = False
 
     async def setup_hook(self) -> None:
@@ -79,7 +83,11 @@ class ChatBotMixin(_Base):
                 log.warning("could not sync slash commands (%s); mentions still work", exc.status)
 
     async def on_message(self, message: discord.Message, /) -> None:
-        """The chat cog answers; there are no prefix commands to look up (that would cost CPU)."""
+        """Handed to the chat cog's handler in this same task: no prefix commands to look up, and
+        no second task per message (a cog listener would be scheduled as one of its own)."""
+        handler = self.message_handler
+        if handler is not None:
+            await handler(message)
 
     async def on_ready(self) -> None:
         self.ready_event.set()
@@ -90,6 +98,20 @@ class ChatBotMixin(_Base):
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
         return task
+
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[None]:
+        """Count the current task (discord.py's own, running a listener) as a reply in flight:
+        no second task per message, and a graceful stop still waits for it."""
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self.inflight.add(task)
+        try:
+            yield
+        finally:
+            self.inflight.discard(task)
 
     async def drain(self, timeout: float) -> int:
         """Stop taking messages; wait up to ``timeout`` s for replies in flight, then cancel the rest.

@@ -12,17 +12,44 @@ import discord
 
 
 class WriteBudget:
-    """The bot's recent message writes per channel, against Discord's limit of 5 per 5 s (sends
-    and edits each): enough to tell an intermediate edit to stand aside before it meets a 429."""
+    """The bot's message writes against Discord's documented limits: 5 per channel per 5 s (sends
+    and edits each) and 50 requests a second for the whole bot.
+
+    ``spare()`` tells an intermediate edit to stand aside; ``acquire()`` makes a post or a final
+    edit wait for its turn (when ``pacing`` is on), so the bot never meets a 429 it could see
+    coming: discord.py learns a bucket from the headers of the answers, but releases everything
+    queued the moment a window resets, which bursts past the global limit.
+    """
 
     WINDOW = 5.0
     LIMIT = 5
     # An intermediate edit leaves these writes free: the final text and the next reply's post.
     RESERVE = 2
+    # Discord allows 50 requests a second a bot; the margin is for discord.py's own calls.
+    GLOBAL_RATE = 45.0
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, pacing: bool = True) -> None:
         self._clock = clock
+        self.pacing = pacing
         self._writes: dict[tuple[int, str], deque[float]] = {}
+        self._next_global = 0.0
+
+    async def acquire(self, channel: int, kind: str) -> None:
+        """Count a write of ``kind`` in ``channel``, first waiting for room when pacing."""
+        if not self.pacing:
+            self.record(channel, kind)
+            return
+        times = self._recent(channel, kind)
+        while len(times) >= self.LIMIT:
+            # A sliding window of LIMIT writes never exceeds Discord's fixed one.
+            await asyncio.sleep(max(0.0, times[0] + self.WINDOW - self._clock()) + 0.01)
+            times = self._recent(channel, kind)
+        now = self._clock()
+        slot = max(now, self._next_global)
+        self._next_global = slot + 1.0 / self.GLOBAL_RATE
+        times.append(slot)
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     def _recent(self, channel: int, kind: str) -> deque[float]:
         key = (channel, kind)
@@ -57,7 +84,7 @@ class MessageReplySink:
 
     async def send(self, content: str) -> discord.Message:
         if self.budget is not None:
-            self.budget.record(self.channel_id, "send")
+            await self.budget.acquire(self.channel_id, "send")
         try:
             return await self._send(content)
         except discord.DiscordServerError:
@@ -72,7 +99,7 @@ class MessageReplySink:
 
     async def edit(self, handle: Any, content: str) -> None:
         if self.budget is not None:
-            self.budget.record(self.channel_id, "edit")
+            await self.budget.acquire(self.channel_id, "edit")
         await handle.edit(content=content)
 
     async def typing(self) -> None:

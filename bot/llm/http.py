@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import math
 import random
 import time
@@ -162,17 +163,31 @@ class HTTPTransport:
         self._post_headers = {**self._get_headers, "Content-Type": "application/json"}
         self._session = session
         self._owns_session = session is None
-        # total=None: the deadlines are ours (per phase); aiohttp only bounds the TCP connect.
-        self._client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
 
     # -- what a protocol defines ---------------------------------------------------------------
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        """The answer as ``str`` deltas, then one :class:`~bot.llm.types.Done`."""
+    def payload(self, request: ChatRequest) -> bytes:
+        """The request's body as this protocol spells it (serialised once: a caller changing its
+        lists afterwards changes nothing)."""
         raise NotImplementedError
+
+    def send(self, payload: bytes) -> AsyncIterator[Chunk]:
+        """The answer to ``payload`` as ``str`` deltas, then one :class:`~bot.llm.types.Done`."""
+        raise NotImplementedError
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        return self.send(self.payload(request))
+
+    def key(self, payload: bytes) -> str:
+        """The dedup key of a request: SHA-256 of the protocol, the server and the body it sends
+        (built in a fixed order, so identical requests are identical bytes): two models or two
+        servers never share an answer, and nothing is serialised twice."""
+        digest = hashlib.sha256(f"{self.api}\0{self.base_url}\0".encode())
+        digest.update(payload)
+        return digest.hexdigest()
 
     async def probe(self, timeout: float = 2.0) -> str | None:
         """A description of the server if it speaks this protocol (``None`` otherwise)."""
@@ -216,20 +231,29 @@ class HTTPTransport:
     ) -> aiohttp.ClientResponse:
         """One request up to its response headers, its failures as :class:`LLMError`."""
         session = self._ensure_session()
-        limit = deadline if first is None else min(deadline, first)
         headers = self._post_headers if data is not None else self._get_headers
+        loop = asyncio.get_running_loop()
+        early = first is not None and first < deadline  # a first-byte deadline before the total
         for attempt in (0, 1):
+            # aiohttp keeps the whole call's deadline itself, for the headers and every read of
+            # the body: cheaper than a timeout context of ours around each await.
+            timeout = aiohttp.ClientTimeout(
+                total=max(0.001, deadline - loop.time()), sock_connect=self.connect_timeout
+            )
             try:
-                async with asyncio.timeout_at(limit):
+                if not early:
                     return await session.request(
-                        method, url, data=data, headers=headers, timeout=self._client_timeout
+                        method, url, data=data, headers=headers, timeout=timeout
+                    )
+                assert first is not None
+                async with asyncio.timeout_at(first):
+                    return await session.request(
+                        method, url, data=data, headers=headers, timeout=timeout
                     )
             except aiohttp.ConnectionTimeoutError:
                 raise LLMTimeoutError("connect", self.connect_timeout, url=url) from None
             except TimeoutError:
-                phase: TimeoutPhase = (
-                    "first_byte" if first is not None and first < deadline else "total"
-                )
+                phase: TimeoutPhase = "first_byte" if early else "total"
                 seconds = self.first_byte_timeout if phase == "first_byte" else self.timeout
                 raise LLMTimeoutError(phase, seconds, url=url) from None
             except aiohttp.ClientConnectorError:
@@ -329,23 +353,26 @@ class HTTPTransport:
         url = self.base_url
         reader = response.content
         buffer = bytearray()  # an incomplete last line, carried to the next read
-        got_first = False
+        early = first < deadline  # waiting for the first byte under its own, shorter deadline
         try:
             while True:
-                phase: TimeoutPhase = "total"
-                limit, seconds = deadline, self.timeout
-                if not got_first and first < deadline:
-                    phase, limit, seconds = "first_byte", first, self.first_byte_timeout
                 try:
-                    async with asyncio.timeout_at(limit):
+                    if early:
+                        async with asyncio.timeout_at(first):
+                            data = await reader.readany()
+                    else:  # the total deadline is aiohttp's (the request's ClientTimeout)
                         data = await reader.readany()
                 except TimeoutError:
-                    raise LLMTimeoutError(phase, seconds, url=url) from None
+                    if early:
+                        raise LLMTimeoutError(
+                            "first_byte", self.first_byte_timeout, url=url
+                        ) from None
+                    raise LLMTimeoutError("total", self.timeout, url=url) from None
                 except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
                     raise LLMResponseError("the answer was cut off", url=url) from None
                 if not data:
                     break
-                got_first = True
+                early = False
                 buffer += data
                 if b"\n" not in data:
                     if len(buffer) > MAX_LINE:
@@ -363,6 +390,8 @@ class HTTPTransport:
     async def _drain(response: aiohttp.ClientResponse, deadline: float) -> None:
         """Read the (empty) rest of the body so the connection can go back to the pool."""
         reader = response.content
+        if reader.at_eof():
+            return  # the usual case: the end came with the last line
         loop = asyncio.get_running_loop()
         with contextlib.suppress(Exception):
             async with asyncio.timeout_at(min(deadline, loop.time() + _DRAIN_S)):

@@ -35,7 +35,7 @@ def _ms(nanoseconds: Any) -> float | None:
 def _decode_read(lines: list[bytearray], url: str) -> list[Any]:
     """The lines of one network read, decoded in one call (an answer sent at once is ~75 lines:
     one decode of an array costs a fraction of 75). A bad line is found line by line."""
-    full = [line for line in lines if line.strip()]
+    full = [line for line in lines if line]
     try:
         items: list[Any] = orjson.loads(b"[" + b",".join(full) + b"]")
         return items
@@ -43,6 +43,8 @@ def _decode_read(lines: list[bytearray], url: str) -> list[Any]:
         pass
     decoded = []
     for line in full:
+        if not line.strip():
+            continue  # a blank line between two: nothing to read (and no error)
         try:
             decoded.append(orjson.loads(line))
         except orjson.JSONDecodeError:
@@ -55,14 +57,9 @@ _BAD_LINE = object()
 
 
 def _parse(data: Any, url: str) -> str | Done:
-    """One decoded NDJSON line: a token line is its text; the final line is a :class:`Done` (with
-    any text or tool calls it carries: a server that ignores ``stream`` sends the answer there)."""
-    if type(data) is dict and data.get("done") is False and "error" not in data:
-        message = data.get("message")
-        if type(message) is dict and "tool_calls" not in message:
-            token = message.get("content")
-            if type(token) is str:
-                return token  # the hot path: one plain token
+    """One decoded NDJSON line (past the hot path of plain tokens): its text, a :class:`Done` for
+    the final line (with any text or tool calls it carries: a server that ignores ``stream`` sends
+    the answer there), or the error it says."""
     if data is _BAD_LINE:
         raise LLMResponseError("a line of the stream is not JSON", url=url)
     if not isinstance(data, dict):
@@ -127,11 +124,7 @@ class OllamaTransport(HTTPTransport):
             body["keep_alive"] = self.keep_alive
         return orjson.dumps(body)
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        # Serialised now, not at the first step: a caller changing its lists later changes nothing.
-        return self._stream(self.payload(request))
-
-    async def _stream(self, payload: bytes) -> AsyncIterator[Chunk]:
+    async def send(self, payload: bytes) -> AsyncIterator[Chunk]:
         deadline = asyncio.get_running_loop().time() + self.timeout
         response, first = await self._post("/api/chat", payload, deadline)
         url = self.base_url
@@ -140,6 +133,15 @@ class OllamaTransport(HTTPTransport):
             async for lines in reads:
                 texts: list[str] = []
                 for data in _decode_read(lines, url):
+                    # A plain token line, inline: ~one per token, the hot path of every answer.
+                    if type(data) is dict and data.get("done") is False and "error" not in data:
+                        message = data.get("message")
+                        if type(message) is dict and "tool_calls" not in message:
+                            token = message.get("content")
+                            if type(token) is str:
+                                if token:
+                                    texts.append(token)
+                                continue
                     try:
                         item = _parse(data, url)
                     except LLMError:
@@ -159,9 +161,9 @@ class OllamaTransport(HTTPTransport):
                         calls.extend(item.tool_calls)
                         texts = []
                         continue
-                    if calls:
-                        item = replace(item, tool_calls=(*calls, *item.tool_calls))
-                    yield replace(item, text="")
+                    if calls or item.text:  # the final line's text went out above
+                        item = replace(item, tool_calls=(*calls, *item.tool_calls), text="")
+                    yield item
                     await self._drain(response, deadline)
                     return
                 if texts:

@@ -182,11 +182,7 @@ class OpenAITransport(HTTPTransport):
             body["tools"] = request.tools
         return orjson.dumps(body)
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        # Serialised now, not at the first step: a caller changing its lists later changes nothing.
-        return self._stream(self.payload(request))
-
-    async def _stream(self, payload: bytes) -> AsyncIterator[Chunk]:
+    async def send(self, payload: bytes) -> AsyncIterator[Chunk]:
         deadline = asyncio.get_running_loop().time() + self.timeout
         response, first = await self._post("/chat/completions", payload, deadline)
         url = self.base_url

@@ -77,8 +77,8 @@ class OllamaService:
         transport = self.transport
         if not self.dedup:
             return transport.stream(request)
-        key = request.key(transport.api, transport.base_url)
-        return self.deduplicator.join(key, lambda: transport.stream(request))
+        payload = transport.payload(request)
+        return self.deduplicator.join(transport.key(payload), lambda: transport.send(payload))
 
     async def chat(
         self,

@@ -7,12 +7,9 @@ replayed to a late joiner without knowing which protocol produced it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
-
-import orjson
 
 __all__ = ["Api", "ChatRequest", "Chunk", "Done"]
 
@@ -59,19 +56,3 @@ class ChatRequest:
     options: Mapping[str, Any] | None = None
     format: str | Mapping[str, Any] | None = None
     tools: Sequence[Any] | None = None
-
-    def key(self, api: str, url: str) -> str:
-        """SHA-256 of everything that changes the answer: protocol, server, model and request.
-
-        The messages are hashed as given (orjson, sorted keys): no copy, no subset.
-        """
-        data = {
-            "api": api,
-            "url": url,
-            "model": self.model,
-            "messages": self.messages,
-            "options": self.options,
-            "format": self.format,
-            "tools": self.tools,
-        }
-        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -259,6 +259,8 @@ async def _run_bot(
             discord_api=endpoints.api_base,
             discord_gateway=endpoints.gateway_url,
             metrics_file=str(Path(tmp) / "metrics.jsonl"),
+            # Paced only against a sandbox that limits: a raw load answers every write at once.
+            write_pacing=config.load.rate_limits,
         )
         extra: dict[str, Any] = {}
         if "client_options" in inspect.signature(serve).parameters:

@@ -42,6 +42,8 @@ async def run_in_sandbox(
         bot_settings = settings.with_changes(
             discord_api=endpoints.api_base, discord_gateway=endpoints.gateway_url
         )
+        if not config.rate_limits:  # a raw load test: the sandbox answers every write at once
+            bot_settings = bot_settings.with_changes(write_pacing=False)
         components = make_components(bot_settings, llm, url, shared)
         host = endpoints.api_base.split("/api")[0]
         mode = (

@@ -44,7 +44,7 @@ class Chat(commands.Cog):
         self.access = Access.from_settings(settings)
         self._resolver: ConversationResolver | None = None
         self._slots = asyncio.Semaphore(MAX_ANSWERS_IN_FLIGHT)
-        self.budget = WriteBudget()
+        self.budget = WriteBudget(pacing=settings.write_pacing)
 
     @property
     def resolver(self) -> ConversationResolver:
@@ -70,8 +70,14 @@ class Chat(commands.Cog):
             return "channel"
         return None
 
-    @commands.Cog.listener()
+    async def cog_load(self) -> None:
+        self.bot.message_handler = self.on_message
+
+    async def cog_unload(self) -> None:
+        self.bot.message_handler = None
+
     async def on_message(self, message: discord.Message) -> None:
+        """Every message, from ``ChatBot.on_message`` (in discord.py's task for the event)."""
         if not self.bot.accepting:
             return
         source = self._source(message)
@@ -85,7 +91,8 @@ class Chat(commands.Cog):
         text = self.resolver.text_of(message)
         channel = str(message.channel.id)
         self.engine.take_message(channel, str(message.author.id), text, source=source)
-        self.bot.track(self._answer(message, channel, text, received))
+        with self.bot.tracking():  # discord.py runs each listener in a task of its own
+            await self._answer(message, channel, text, received)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:

@@ -80,6 +80,27 @@ def test_every_listed_command_shows_its_help(spec: CommandSpec) -> None:
     assert f"botctl {spec.name}" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["run", "-h"],
+        ["metrics", "top", "-h"],
+        ["metrics", "summary", "-h"],
+        ["profile", "-h"],
+        ["bench", "-h"],
+        ["kb", "add", "-h"],
+        ["sandbox", "llm", "-h"],
+    ],
+    ids=" ".join,
+)
+def test_flags_show_no_value_type(args: list[str]) -> None:
+    # A flag takes no value: Typer's <bool> beside it reads as if `--json true` were the syntax.
+    result = runner.invoke(app, args, env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.stdout and "<bool>" not in result.stdout
+
+
 def test_a_listed_command_whose_module_is_missing_is_a_one_line_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -67,7 +67,26 @@ def load_command(spec: CommandSpec) -> Any:
         holder.command(spec.name, context_settings=CONTEXT_SETTINGS)(getattr(module, spec.name))
     group = typer.main.get_command(holder)
     assert isinstance(group, TyperGroup)
-    return group.commands[spec.name]
+    return show_flags_as_flags(group.commands[spec.name])
+
+
+def show_flags_as_flags(command: Any) -> Any:
+    """``command`` (and its subcommands) with no value shown beside a flag: Typer would print
+    ``<bool>`` there, as if ``--json true`` were how to write it."""
+    _no_flag_types(command.params)
+    context = typer.Context(command, help_option_names=CONTEXT_SETTINGS["help_option_names"])
+    help_option = command.get_help_option(context)  # built once per command, then cached
+    if help_option is not None:
+        help_option.metavar = ""
+    for subcommand in getattr(command, "commands", {}).values():
+        show_flags_as_flags(subcommand)
+    return command
+
+
+def _no_flag_types(params: list[Any]) -> None:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
 
 
 def _nothing() -> None:
@@ -86,6 +105,11 @@ class LazyGroup(TyperGroup):
         super().__init__(**attrs)
         for spec in COMMANDS:
             self.commands.setdefault(spec.name, TyperCommand(spec.name, short_help=spec.summary))
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)
+        _no_flag_types(params)  # --help, and Typer's --install-completion added after __init__
+        return params
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         spec = next((s for s in COMMANDS if args and s.name == args[0]), None)

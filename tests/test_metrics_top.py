@@ -88,7 +88,7 @@ def test_rates_percentiles_dedup_models_errors_over_the_last_minute() -> None:
     assert frame.runs == ["r1"]
     assert frame.messages_per_s == pytest.approx(1.0)
     assert frame.replies_per_s == pytest.approx(2.0)
-    assert frame.llm_calls_per_s == pytest.approx(0.5)
+    assert frame.llm_calls_per_s == pytest.approx(20 / 60)  # upstream: 30 asked, 10 by dedup
     assert frame.replies_by_status == {"ok": 117, "error": 3}
     # Nearest rank over 1..120 ms: p50 the 60th, p95 the 114th, p99 the 119th.
     reply = frame.reply_latency_ms
@@ -207,7 +207,7 @@ def test_the_frame_renders_its_figures() -> None:
         "live",
         "messages 1.00/s",
         "replies 2.00/s",
-        "LLM calls 0.50/s",
+        "LLM calls 0.33/s",
         "10 of 30 LLM requests saved (33.3 %)",
         "history hit rate 75.0 %",
         "peak 2/s",

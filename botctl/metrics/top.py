@@ -126,7 +126,7 @@ class TopFrame:
     events: int
     messages_per_s: float
     replies_per_s: float
-    llm_calls_per_s: float
+    llm_calls_per_s: float  # upstream calls (dedup followers and window hits made none)
     replies_by_status: dict[str, int]
     reply_latency_ms: Percentiles
     llm_latency_ms: Percentiles
@@ -336,7 +336,7 @@ class TopState:
             events=sum(t.events for t in totals),
             messages_per_s=messages / window,
             replies_per_s=replies / window,
-            llm_calls_per_s=calls / window,
+            llm_calls_per_s=(calls - saved) / window,  # upstream, as `summary` counts them
             replies_by_status=dict(statuses.most_common()),
             reply_latency_ms=Percentiles.of(reply_ms),
             llm_latency_ms=Percentiles.of(llm_ms),

@@ -156,14 +156,14 @@ def _sparkline(frame: TopFrame, width: int) -> Text:
 
 def _models(frame: TopFrame) -> Table:
     table = Table(
-        title=f"LLM calls by model (last {frame.window_s:.0f} s)",
+        title=f"LLM requests by model (last {frame.window_s:.0f} s; dedup's included)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         padding=(0, 1),
     )
     table.add_column("model")
-    for column in ("calls", "rate", "failed", "p50 ms", "p95 ms", "run total"):
+    for column in ("requests", "rate", "failed", "p50 ms", "p95 ms", "run total"):
         table.add_column(column, justify="right")
     for row in frame.models:
         table.add_row(
@@ -203,7 +203,8 @@ def _totals(frame: TopFrame) -> Text:
     return Text(
         f"Since the run started: {plural(frame.events, 'event')} · "
         f"{plural(t.get('message', 0), 'message')} · {plural(t.get('reply', 0), 'reply', 'replies')}"
-        f" · {plural(t.get('llm_call', 0), 'LLM call')} · {plural(t.get('error', 0), 'error')}",
+        f" · {plural(frame.llm_requests_total - frame.llm_saved_total, 'LLM call')}"
+        f" · {plural(t.get('error', 0), 'error')}",
         style="dim",
     )
 

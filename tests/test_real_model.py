@@ -45,3 +45,15 @@ def test_the_bot_answers_through_llama_cpp_found_by_itself(tmp_path: Path) -> No
     assert any(c["dedup"] in ("follower", "window") for c in calls)  # duplicates merged
     assert replies and {r["status"] for r in replies} == {"ok"}
     assert all(r["chars"] > 0 for r in replies)
+
+
+def test_the_ttft_bench_row_measures_the_bot_against_llama_cpp() -> None:
+    # The row taps the transport the engine really calls: a tap the engine bypasses measures nothing.
+    from botctl.bench.local_ttft import run_local_ttft
+
+    result = run_local_ttft(rounds=2)
+    assert result["available"], result
+    for side in ("bot", "raw"):
+        assert len(result[side]["samples"]) == 2
+        assert result[side]["server_prompt_p50_ms"] > 0
+        assert result[side]["ttft_p50_ms"] >= result[side]["server_prompt_p50_ms"]

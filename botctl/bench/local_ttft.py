@@ -58,14 +58,12 @@ class _Tap:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def stream(self, request: Any) -> AsyncIterator[Any]:
-        self.payloads.append(self.inner.payload(request))
-        return self._stream(request)
-
-    async def _stream(self, request: Any) -> AsyncIterator[Any]:
+    async def send(self, payload: bytes) -> AsyncIterator[Any]:
+        """What the engine calls (through the flight) with the body the transport built."""
         from bot.llm.types import Done
 
-        async for chunk in self.inner.stream(request):
+        self.payloads.append(payload)
+        async for chunk in self.inner.send(payload):
             if isinstance(chunk, Done):
                 self.done.append(chunk)
             yield chunk

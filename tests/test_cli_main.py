@@ -71,6 +71,15 @@ def test_a_command_imports_its_own_module_only() -> None:
     assert not {"discord", "aiohttp"} & modules
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("command", [spec.name for spec in COMMANDS])
+def test_no_command_help_imports_discord_aiohttp_or_redis(command: str) -> None:
+    # `botctl run --help` is what a new user types first: it must not pay for the bot itself.
+    modules = imported_by(command, "--help")
+    assert f"botctl.commands.{command}" in modules
+    assert not {"discord", "aiohttp", "redis"} & modules
+
+
 @pytest.mark.parametrize("spec", COMMANDS, ids=lambda s: s.name)
 def test_every_listed_command_shows_its_help(spec: CommandSpec) -> None:
     if not present(spec):

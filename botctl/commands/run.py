@@ -14,19 +14,13 @@ from typing import Annotated, Any
 import typer
 
 from bot.config import load_settings, read_config_file
-from bot.kb import KBError
 from bot.options import SettingsError, build, declared
 from bot.settings import Settings
-from bot.shared import SharedStateError
 from botctl import eventloop
 from botctl.errors import BotctlError
 from botctl.options import cli_values, declared_command, split_values
-from botctl.profile.inprocess import profiling_session
 from botctl.reporters.run import RunReporter
-from botctl.run import run as run_bot
 from botctl.run.options import RunOptions
-from botctl.run.session import run_sharded
-from botctl.sandbox.client import SandboxError
 from botctl.sandbox.config import SandboxConfig
 
 _CLASSES: tuple[type, ...] = (Settings, SandboxConfig, RunOptions)
@@ -95,6 +89,14 @@ def _run(given: dict[str, Any]) -> None:
 
     Stops on Ctrl-C, SIGTERM or after --duration, flushing its metrics, and prints a summary.
     """
+    # The run's own modules are imported here, not at the top: they bring discord, aiohttp and
+    # redis, which `botctl run --help` must not pay for (the start-up row of `make bench`).
+    from bot.kb import KBError
+    from bot.shared import SharedStateError
+    from botctl.profile.inprocess import profiling_session
+    from botctl.run.session import run as run_bot
+    from botctl.sandbox.client import SandboxError
+
     ctx: typer.Context = given.pop("ctx")
     config = given.pop("config")
     try:
@@ -131,6 +133,9 @@ def _run_processes(
     reporter: RunReporter,
     args: list[str],
 ) -> None:
+    from botctl.run.session import run_sharded  # as in _run: not for --help
+    from botctl.sandbox.client import SandboxError
+
     if options.chat:
         raise BotctlError("--chat types into one bot: leave out --processes")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -14,8 +14,10 @@ from botctl.console import console, err_console
 from botctl.metrics.events import read_files, select_runs
 from botctl.metrics.summary import summarize_selection
 from botctl.reporters.metrics import print_summary
-from botctl.run.processes import ProcessesReport
-from botctl.run.report import Banner, RunReport
+
+if TYPE_CHECKING:  # the run's modules import discord: `botctl run --help` must not
+    from botctl.run.processes import ProcessesReport
+    from botctl.run.report import Banner, RunReport
 
 
 def _ms(values: dict[str, Any] | None, key: str) -> str:

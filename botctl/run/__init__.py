@@ -1,6 +1,6 @@
-"""``botctl run``: the bot on Discord or in the sandbox, stopped in order, with its figures."""
+"""``botctl run``: the bot on Discord or in the sandbox, stopped in order, with its figures.
 
-from botctl.run.report import Banner, RunReport
-from botctl.run.session import run
-
-__all__ = ["Banner", "RunReport", "run"]
+The modules: ``session`` (one process), ``processes`` (``--processes N``), ``sandboxed`` (the
+sandbox around the bot), ``llm`` (which LLM answers), ``report`` (what a run hands the reporter).
+Nothing is imported here, so that ``botctl run --help`` loads none of them.
+"""

@@ -42,8 +42,11 @@ local-model: $(LOCAL_STAMP) ## install the local model runtime (llama.cpp server
 run: $(STAMP) ## run the bot in the sandbox for 30 s and print its summary
 	$(BIN)/botctl run --duration 30
 
-test: lint ## lint, type-check and run the tests (not the soak)
+test: lint system-deps ## lint, type-check and run the tests (not the soak)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+system-deps: ## apt-install redis-server and chromium for the tests when missing (as root)
+	@scripts/system-deps.sh
 
 lint: $(STAMP) ## ruff, mypy and the import-linter contracts (the layering)
 	$(BIN)/ruff check bot botctl tests benchmarks
@@ -65,4 +68,4 @@ clean: ## remove the venv, caches and generated profiles
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
 	find profiles -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true
 
-.PHONY: help install local-model run test lint fmt bench soak clean
+.PHONY: help install local-model run test system-deps lint fmt bench soak clean

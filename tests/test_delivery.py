@@ -218,17 +218,51 @@ async def test_paced_writes_wait_for_the_channel_window_and_the_global_rate(
 
     monkeypatch.setattr(sinks.asyncio, "sleep", fake_sleep)
     budget = sinks.WriteBudget(clock=lambda: now[0])
+
+    async def write(channel: int) -> None:
+        await budget.acquire(channel, "send")
+        budget.release(channel, "send")  # Discord answered at once
+
     for _ in range(5):
-        await budget.acquire(7, "send")
+        await write(7)
     # Five posts in one channel go at the global rate only: 45 a second.
     assert now[0] < 0.1 and len(waits) == 4
-    await budget.acquire(7, "send")  # the sixth waits for the first to leave the 5 s window
+    await write(7)  # the sixth waits for the first to leave the 5 s window
     assert now[0] >= 5.0
     before = now[0]
-    await budget.acquire(8, "send")  # another channel is not held by channel 7's window
+    await write(8)  # another channel is not held by channel 7's window
     assert now[0] - before < 0.1
     unpaced = sinks.WriteBudget(clock=lambda: now[0], pacing=False)
     waits.clear()
     for _ in range(20):
         await unpaced.acquire(7, "send")
+        unpaced.release(7, "send")
     assert waits == [] and not unpaced.spare(7, "send")  # counted, never held
+
+
+async def test_a_write_counts_from_when_discord_answered_it(monkeypatch: Any) -> None:
+    # discord.py may hold a request back after the budget let it go: counted from its answer,
+    # a slow write still fills the window, and writes in flight count as used.
+    from bot.frontend import sinks
+
+    now = [0.0]
+    budget = sinks.WriteBudget(clock=lambda: now[0])
+    released: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        now[0] += seconds
+        if not released and now[0] >= 3.0:  # the first write is answered at t=3
+            budget.release(7, "send")
+            released.append(now[0])
+
+    monkeypatch.setattr(sinks.asyncio, "sleep", fake_sleep)
+    for _ in range(5):
+        await budget.acquire(7, "send")  # five in flight, none answered yet
+    assert not budget.spare(7, "send")
+    started = now[0]
+    await budget.acquire(7, "send")  # waits for an answer, then for the window from it
+    assert released and now[0] >= released[0] > started  # not before the first answer
+    for _ in range(5):
+        budget.release(7, "send")
+    now[0] += 5.1
+    assert budget.spare(7, "send")  # every write answered and aged out: none left in flight

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import discord
+
+_T = TypeVar("_T")
 
 
 class WriteBudget:
@@ -16,9 +19,10 @@ class WriteBudget:
     and edits each) and 50 requests a second for the whole bot.
 
     ``spare()`` tells an intermediate edit to stand aside; ``acquire()`` makes a post or a final
-    edit wait for its turn (when ``pacing`` is on), so the bot never meets a 429 it could see
-    coming: discord.py learns a bucket from the headers of the answers, but releases everything
-    queued the moment a window resets, which bursts past the global limit.
+    edit wait for its turn (when ``pacing`` is on) and ``release()`` counts it once Discord has
+    answered, so the bot never meets a 429 it could see coming: discord.py learns a bucket from
+    the headers of the answers, but releases everything queued the moment a window resets, which
+    bursts past the global limit.
     """
 
     WINDOW = 5.0
@@ -27,29 +31,46 @@ class WriteBudget:
     RESERVE = 2
     # Discord allows 50 requests a second a bot; the margin is for discord.py's own calls.
     GLOBAL_RATE = 45.0
+    # How often a writer waiting on writes still in flight looks again.
+    POLL = 0.05
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, pacing: bool = True) -> None:
         self._clock = clock
         self.pacing = pacing
         self._writes: dict[tuple[int, str], deque[float]] = {}
+        self._in_flight: Counter[tuple[int, str]] = Counter()
         self._next_global = 0.0
 
     async def acquire(self, channel: int, kind: str) -> None:
-        """Count a write of ``kind`` in ``channel``, first waiting for room when pacing."""
+        """Wait for room for a write of ``kind`` in ``channel`` (when pacing); then write, then
+        :meth:`release`. Without pacing the write is only counted."""
         if not self.pacing:
             self.record(channel, kind)
             return
+        key = (channel, kind)
         times = self._recent(channel, kind)
-        while len(times) >= self.LIMIT:
-            # A sliding window of LIMIT writes never exceeds Discord's fixed one.
-            await asyncio.sleep(max(0.0, times[0] + self.WINDOW - self._clock()) + 0.01)
+        while len(times) + self._in_flight[key] >= self.LIMIT:
+            # Writes count from when Discord answered them (discord.py may hold a request back
+            # after we let it go), so no 5 s window of Discord's can see more than LIMIT.
+            wait = times[0] + self.WINDOW - self._clock() if times else self.POLL
+            await asyncio.sleep(min(max(wait, 0.0), self.WINDOW) + 0.01)
             times = self._recent(channel, kind)
+        self._in_flight[key] += 1
         now = self._clock()
         slot = max(now, self._next_global)
         self._next_global = slot + 1.0 / self.GLOBAL_RATE
-        times.append(slot)
         if slot > now:
             await asyncio.sleep(slot - now)
+
+    def release(self, channel: int, kind: str) -> None:
+        """The write :meth:`acquire` let go has been answered (or failed): it counts from now."""
+        if not self.pacing:
+            return
+        key = (channel, kind)
+        self._in_flight[key] -= 1
+        if self._in_flight[key] <= 0:
+            del self._in_flight[key]
+        self.record(channel, kind)
 
     def _recent(self, channel: int, kind: str) -> deque[float]:
         key = (channel, kind)
@@ -67,7 +88,8 @@ class WriteBudget:
         self._recent(channel, kind).append(self._clock())
 
     def spare(self, channel: int, kind: str = "edit") -> bool:
-        return len(self._recent(channel, kind)) < self.LIMIT - self.RESERVE
+        used = len(self._recent(channel, kind)) + self._in_flight[(channel, kind)]
+        return used < self.LIMIT - self.RESERVE
 
 
 class MessageReplySink:
@@ -83,14 +105,12 @@ class MessageReplySink:
         return self.budget is None or self.budget.spare(self.channel_id)
 
     async def send(self, content: str) -> discord.Message:
-        if self.budget is not None:
-            await self.budget.acquire(self.channel_id, "send")
         try:
-            return await self._send(content)
+            return await self._paced("send", partial(self._send, content))
         except discord.DiscordServerError:
             # discord.py retries 500/502/504 itself but not 503; one more try saves the reply.
             await asyncio.sleep(1.0)
-            return await self._send(content)
+            return await self._paced("send", partial(self._send, content))
 
     async def _send(self, content: str) -> discord.Message:
         return await self.message.channel.send(
@@ -98,9 +118,17 @@ class MessageReplySink:
         )
 
     async def edit(self, handle: Any, content: str) -> None:
-        if self.budget is not None:
-            await self.budget.acquire(self.channel_id, "edit")
-        await handle.edit(content=content)
+        await self._paced("edit", partial(handle.edit, content=content))
+
+    async def _paced(self, kind: str, write: Callable[[], Awaitable[_T]]) -> _T:
+        budget = self.budget
+        if budget is None:
+            return await write()
+        await budget.acquire(self.channel_id, kind)
+        try:
+            return await write()
+        finally:
+            budget.release(self.channel_id, kind)
 
     async def typing(self) -> None:
         await self.message.channel.typing()

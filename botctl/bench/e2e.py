@@ -181,6 +181,15 @@ def side_stats(results: Sequence[E2EResult]) -> dict[str, Any]:
         "cpu_ms_per_reply": _med(
             [ratio(t.bot_cpu_s * 1000, t.replies) for t in good if t.replies > 0]
         ),
+        # The same split in user and kernel time: the kernel's part is the sockets' work, which
+        # no Python code of the bot can cut but fewer round trips.
+        "system_ms_per_reply": _med(
+            [
+                ratio(t.extra["cpu"]["system_s"] * 1000, t.replies)
+                for t in good
+                if t.replies > 0 and "cpu" in t.extra
+            ]
+        ),
         "cpu_share_sandbox": _med(
             [ratio(t.sandbox_cpu_s, t.window_s) for t in good if t.sandbox_cpu_s is not None]
         ),

@@ -60,6 +60,11 @@ def e2e_rows(result: dict[str, Any], *, quick: bool, budget: bool = True) -> lis
                     f"; CPU per reply {bot['cpu_ms_per_reply']:.2f} vs "
                     f"{bare['cpu_ms_per_reply']:.2f} ms ({row['cpu_per_reply_ratio']:.2f}x)"
                 )
+                if bot.get("system_ms_per_reply") and bare.get("system_ms_per_reply"):
+                    measured += (
+                        f", of which in the kernel {bot['system_ms_per_reply']:.2f} vs "
+                        f"{bare['system_ms_per_reply']:.2f} ms"
+                    )
         notes = []
         if bare.get("kept_up"):
             notes.append(

@@ -63,9 +63,11 @@ def _proc_cpu_s(pid: int) -> float | None:
         return None
 
 
-def _self_cpu_s() -> float:
+def _self_cpu() -> tuple[float, float]:
+    """This process's (user, system) CPU seconds: the kernel's share is mostly the loopback
+    sockets' (a send on loopback runs the receiver's TCP input too)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 async def model_time_ms(llm_url: str, samples: int = MODEL_TIME_SAMPLES) -> dict[str, float]:
@@ -129,7 +131,7 @@ async def _measure(
         first, sb_first = await sandbox.traffic_stats(), await sandbox.stats()
         bot0 = snapshot() if snapshot is not None else {}
         profiler = cProfile.Profile() if config.profile else None
-        cpu0, sb0 = _self_cpu_s(), _proc_cpu_s(pid) if pid else None
+        cpu0, sb0 = _self_cpu(), _proc_cpu_s(pid) if pid else None
         if profiler is not None:
             profiler.enable()
         await asyncio.sleep(config.duration)
@@ -140,10 +142,12 @@ async def _measure(
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(config.profile)
-        cpu1, sb1 = _self_cpu_s(), _proc_cpu_s(pid) if pid else None
+        cpu1, sb1 = _self_cpu(), _proc_cpu_s(pid) if pid else None
         sb_last = await sandbox.stats()
         bot1 = snapshot() if snapshot is not None else {}
-        out.update(first=first, last=last, bot_cpu_s=cpu1 - cpu0)
+        user_s, system_s = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+        out.update(first=first, last=last, bot_cpu_s=user_s + system_s)
+        out["cpu"] = {"user_s": user_s, "system_s": system_s}
         out["sandbox_cpu_s"] = sb1 - sb0 if sb0 is not None and sb1 is not None else None
         out["sandbox"] = {k: sb_last.get(k, 0) - sb_first.get(k, 0) for k in SANDBOX_COUNTS}
         out["sandbox"]["rate_limited"] = sb_last.get("rate_limited", {})
@@ -163,7 +167,7 @@ def _result(config: E2EConfig, out: dict[str, Any], llm: dict[str, Any] | None) 
     replies = int(last["replies_received"]) - int(first["replies_received"])
     sent = int(last["messages_sent"]) - int(first["messages_sent"])
     extra: dict[str, Any] = {
-        key: out[key] for key in ("sandbox", "bot", "model", "drain_timed_out") if key in out
+        key: out[key] for key in ("sandbox", "bot", "model", "drain_timed_out", "cpu") if key in out
     }
     extra["unanswered"] = last.get("unanswered")
     if llm:

@@ -58,10 +58,18 @@ class Question:
     context: tuple[Message, ...] | None = None
     images: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    # Asked in a thread: its channel, whose persona and model choices and rules apply there too.
+    parent: int | None = None
+    parent_name: str | None = None
 
     def traits(self) -> Traits:
         return Traits(
-            self.text, self.channel, len(self.images), self.files, estimate_tokens(self.text)
+            self.text,
+            self.channel,
+            len(self.images),
+            self.files,
+            estimate_tokens(self.text),
+            self.parent,
         )
 
 
@@ -107,7 +115,13 @@ class ChatEngine(Tally):
     # -- the answer ----------------------------------------------------------------------------
 
     def persona_for(self, question: Question) -> Persona | None:
-        return self.personas.pick(question.channel, question.channel_name, question.text)
+        return self.personas.pick(
+            question.channel,
+            question.channel_name,
+            question.text,
+            question.parent,
+            question.parent_name,
+        )
 
     async def answer(self, question: Question) -> AsyncIterator[str]:
         """The answer's text as it arrives; raises :class:`LLMError` when the LLM fails.
@@ -174,9 +188,9 @@ class ChatEngine(Tally):
         messages = await self._prompt(question, persona, block, first_model, budget)
         return Plan(persona, route, block, messages)
 
-    def text_room(self, channel: int | None, channel_name: str | None, text: str) -> int:
-        """Characters of attached text a question may still carry inside its model's budget."""
-        question = Question("", text, channel, channel_name)
+    def text_room(self, question: Question) -> int:
+        """Characters of attached text ``question`` may still carry inside its model's budget."""
+        text = question.text
         persona = self.persona_for(question)
         model = self.models.route(
             question.traits(), preferred=persona.model if persona else None

@@ -74,6 +74,7 @@ class Traits:
     images: int = 0
     files: tuple[str, ...] = ()
     tokens: int = 0
+    parent: int | None = None  # a thread's channel: its choice and rules apply in the thread
 
     @property
     def has_code(self) -> bool:
@@ -153,9 +154,13 @@ class ModelSet:
 
     # -- the channels' choices -----------------------------------------------------------------
 
-    def channel_model(self, channel: int) -> Model | None:
-        name = self.choices.get("model", channel)
-        return self._models.get(name) if name is not None else None
+    def channel_model(self, channel: int, parent: int | None = None) -> Model | None:
+        """The channel's own choice, else (in a thread) its parent channel's."""
+        for where in (channel, parent):
+            name = None if where is None else self.choices.get("model", where)
+            if name is not None:
+                return self._models.get(name)
+        return None
 
     def set_channel_model(self, channel: int, name: str | None) -> None:
         """``name`` for the channel from now on; ``None`` goes back to the routing."""
@@ -171,7 +176,7 @@ class ModelSet:
         first: Model | None = None
         reason = "default"
         if traits.channel is not None:
-            first = self.channel_model(traits.channel)
+            first = self.channel_model(traits.channel, traits.parent)
             reason = "channel"
         if first is None:
             for rule in self.routing.rules:
@@ -194,7 +199,7 @@ class ModelSet:
 
     @staticmethod
     def _matches(rule: Any, traits: Traits) -> bool:
-        if rule.channels and traits.channel not in rule.channels:
+        if rule.channels and not ({traits.channel, traits.parent} & rule.channels):
             return False
         if rule.regex is not None and rule.regex.search(traits.text) is None:
             return False

@@ -137,22 +137,36 @@ class PersonaSet:
     def names(self) -> list[str]:
         return list(self.personas)
 
-    def channel_persona(self, channel: int) -> Persona | None:
-        name = self.choices.get("persona", channel)
-        return None if name is None else self.personas.get(name)
+    def channel_persona(self, channel: int, parent: int | None = None) -> Persona | None:
+        """The channel's own choice, else (in a thread) its parent channel's."""
+        for where in (channel, parent):
+            name = None if where is None else self.choices.get("persona", where)
+            if name is not None:
+                return self.personas.get(name)
+        return None
 
     def set_channel_persona(self, channel: int, name: str | None) -> None:
         if name is not None and name not in self.personas:
             raise KeyError(name)
         self.choices.set("persona", channel, name)
 
-    def pick(self, channel: int | None, channel_name: str | None, question: str) -> Persona | None:
-        """The channel's choice, else the first rule that matches, else none."""
+    def pick(
+        self,
+        channel: int | None,
+        channel_name: str | None,
+        question: str,
+        parent: int | None = None,
+        parent_name: str | None = None,
+    ) -> Persona | None:
+        """The channel's choice, else the first rule that matches, else none. In a thread
+        (``parent`` is its channel) the parent's choice and rules apply too, the thread's first."""
         if channel is not None:
-            chosen = self.channel_persona(channel)
+            chosen = self.channel_persona(channel, parent)
             if chosen is not None:
                 return chosen
         for rule in self.rules:
-            if rule.matches(channel, channel_name, question):
+            if rule.matches(channel, channel_name, question) or (
+                parent is not None and rule.matches(parent, parent_name, question)
+            ):
                 return self.personas[rule.persona]
         return None

@@ -497,6 +497,60 @@ async def test_persona_rules_slash_persona_and_stats(tmp_path: Path) -> None:
             assert system() == "You are a pirate."
 
 
+async def test_a_thread_speaks_as_its_channel_unless_it_chose_otherwise(tmp_path: Path) -> None:
+    async with sandbox() as (server, llm):
+        help_desk, other, _ = server.channel_ids
+        settings: dict[str, Any] = {
+            "personas": {
+                "pirate": {"system_prompt": "You are a pirate."},
+                "teacher": {"system_prompt": "You are a patient teacher."},
+            },
+            "persona_rules": [{"channels": [int(help_desk)], "persona": "teacher"}],
+            "models": {
+                "plain": {"api": "ollama", "url": llm.url, "model": "llama3.2"},
+                "big": {"api": "ollama", "url": llm.url, "model": "qwen2.5:14b"},
+            },
+            "routing": {"default": "plain"},
+        }
+        async with serving(server, llm, tmp_path / "metrics.jsonl", **settings) as bot:
+
+            def sent() -> tuple[str, str]:
+                request = bot.llm.last_request(kind="chat")
+                assert request is not None
+                return str(request.body["messages"][0]["content"]), str(request.body["model"])
+
+            # The rule for the help desk holds in a thread of it.
+            starter = bot.say("a question", channel=help_desk, mention=False)
+            desk_thread = server.start_thread(starter, "fractions")
+            await server.flush()
+            await bot.ask("how do fractions work?", channel=desk_thread)
+            assert sent() == ("You are a patient teacher.", "llama3.2")
+
+            # The channel's choices (persona and model) reach its threads.
+            moderator = server.moderator_id
+            await bot.interaction("persona", {"name": "pirate"}, channel=other, user=moderator)
+            await bot.interaction("model", {"name": "big"}, channel=other, user=moderator)
+            starter = bot.say("ahoy", channel=other, mention=False)
+            thread = server.start_thread(starter, "treasure")
+            await server.flush()
+            await bot.ask("where is the treasure?", channel=thread)
+            assert sent() == ("You are a pirate.", "qwen2.5:14b")
+            assert (await bot.events("llm_call"))[-1]["persona"] == "pirate"
+            shown = await bot.interaction("persona", channel=thread)
+            assert "Persona here: pirate (this thread's channel's)" in shown
+            assert "Model here: big (this thread's channel's)" in await bot.interaction(
+                "model", channel=thread
+            )
+            assert "persona here      pirate" in await bot.interaction("stats", channel=thread)
+
+            # A thread's own choice beats its channel's, and leaves the channel's alone.
+            await bot.interaction("persona", {"name": "teacher"}, channel=thread, user=moderator)
+            await bot.ask("and the map?", channel=thread)
+            assert sent()[0] == "You are a patient teacher."
+            await bot.ask("and the ship?", channel=other)
+            assert sent() == ("You are a pirate.", "qwen2.5:14b")
+
+
 # ---------------------------------------------------------------------------------------- access
 
 

@@ -124,6 +124,14 @@ def test_each_rule_and_the_channel_choice() -> None:
     assert pick(Traits("hello", channel=7))[:2] == ("fast", "default")
     with pytest.raises(KeyError):
         models.set_channel_model(7, "nope")
+    # A thread (9) of channel 42 follows its channel's rule, and of channel 7 its choice, unless
+    # the thread chose for itself.
+    assert pick(Traits("hello", channel=9, parent=42))[:2] == ("coder", "rule:channels")
+    models.set_channel_model(7, "big")
+    assert pick(Traits("hello", channel=9, parent=7))[:2] == ("big", "channel")
+    models.set_channel_model(9, "vision")
+    assert pick(Traits("hello", channel=9, parent=7))[:2] == ("vision", "channel")
+    assert pick(Traits("hello", channel=8, parent=None))[:2] == ("fast", "default")
 
 
 # -- answering through several models ----------------------------------------------------------

@@ -9,6 +9,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.frontend.places import Place
+
 if TYPE_CHECKING:
     from bot.frontend.client import ChatBotMixin
 
@@ -67,7 +69,7 @@ class Admin(commands.Cog):
         channel = interaction.channel_id or 0
         self.engine.log_command("stats", str(channel), str(interaction.user.id))
         summary = self.engine.summary()
-        chosen = self.engine.personas.channel_persona(channel)
+        chosen = self.engine.personas.channel_persona(channel, _parent(interaction))
         summary["persona"] = chosen.name if chosen else None
         await interaction.response.send_message(format_stats(summary), ephemeral=True)
 
@@ -75,8 +77,12 @@ class Admin(commands.Cog):
     @app_commands.describe(name="The model to use in this channel ('default' to follow routing)")
     async def model(self, interaction: discord.Interaction[Any], name: str | None = None) -> None:
         models = self.engine.models
-        current = models.channel_model(interaction.channel_id or 0)
+        here, parent = interaction.channel_id or 0, _parent(interaction)
+        current = models.channel_model(here)
         shown = current.name if current else f"{models.default.name} (routing default)"
+        inherited = None if current or parent is None else models.channel_model(parent)
+        if inherited is not None:
+            shown = f"{inherited.name} (this thread's channel's)"
         await self._choose(
             interaction, name, "model", models.names(), shown, models.set_channel_model,
             back="This channel follows the routing again.", done="This channel now uses {}.",
@@ -86,8 +92,12 @@ class Admin(commands.Cog):
     @app_commands.describe(name="The persona for this channel ('default' to follow the rules)")
     async def persona(self, interaction: discord.Interaction[Any], name: str | None = None) -> None:
         personas = self.engine.personas
-        chosen = personas.channel_persona(interaction.channel_id or 0)
+        here, parent = interaction.channel_id or 0, _parent(interaction)
+        chosen = personas.channel_persona(here)
         shown = chosen.name if chosen else "none set (the rules, else the default prompt)"
+        inherited = None if chosen or parent is None else personas.channel_persona(parent)
+        if inherited is not None:
+            shown = f"{inherited.name} (this thread's channel's)"
         await self._choose(
             interaction, name, "persona", personas.names(), shown, personas.set_channel_persona,
             back="This channel follows the persona rules again.",
@@ -139,6 +149,11 @@ class Admin(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         names = [*self.engine.models.names(), "default"]
         return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+
+
+def _parent(interaction: discord.Interaction[Any]) -> int | None:
+    """The channel of the thread the command was used in, if it was."""
+    return Place.of(interaction.channel).parent
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -18,6 +18,7 @@ from bot.engine import Question
 from bot.frontend.access import REFUSED_IN_DM, Access
 from bot.frontend.attachments import Attached, read_attachments
 from bot.frontend.conversation import ConversationResolver
+from bot.frontend.places import Place
 from bot.frontend.sinks import InteractionSink, MessageReplySink, WriteBudget
 from bot.llm.errors import LLMError
 
@@ -124,10 +125,9 @@ class Chat(commands.Cog):
             )
             return
         attached = Attached()
+        place = Place.of(message.channel)
         if message.attachments:
-            room = self.engine.text_room(
-                message.channel.id, getattr(message.channel, "name", None), text
-            )
+            room = self.engine.text_room(_question("", text, place))
             attached = await read_attachments(
                 self.bot.components.session,
                 message.attachments,
@@ -141,11 +141,10 @@ class Chat(commands.Cog):
             await self._notice(sink, channel, received, notice, "empty")
             return
         context = await self.resolver.resolve(message)
-        question = Question(
+        question = _question(
             context.conversation,
             "\n\n".join([text, *attached.texts]).strip(),
-            channel=message.channel.id,
-            channel_name=getattr(message.channel, "name", None),
+            place,
             context=context.chain,
             images=tuple(attached.images),
             files=tuple(attached.names),
@@ -241,18 +240,28 @@ class Chat(commands.Cog):
         await interaction.response.defer(thinking=True)
         text = question.strip()
         sink = InteractionSink(interaction)
-        asked = Question(
-            channel,
-            text,
-            channel=interaction.channel_id,
-            channel_name=getattr(interaction.channel, "name", None),
-        )
+        place = Place.of(interaction.channel)
+        if place.channel is None:
+            place = Place(interaction.channel_id)
+        asked = _question(channel, text, place)
         task = self.bot.track(
             self._stream(sink, channel, asked, received)
             if text
             else self._notice(sink, channel, received, EMPTY_QUESTION, "empty")
         )
         await task
+
+
+def _question(conversation: str, text: str, place: Place, **more: Any) -> Question:
+    return Question(
+        conversation,
+        text,
+        channel=place.channel,
+        channel_name=place.name,
+        parent=place.parent,
+        parent_name=place.parent_name,
+        **more,
+    )
 
 
 async def _with_notes(deltas: AsyncIterator[str], notes: list[str]) -> AsyncIterator[str]:

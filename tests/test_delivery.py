@@ -6,6 +6,8 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from bot.delivery import EMPTY_ANSWER, deliver
 
 
@@ -266,3 +268,35 @@ async def test_a_write_counts_from_when_discord_answered_it(monkeypatch: Any) ->
         budget.release(7, "send")
     now[0] += 5.1
     assert budget.spare(7, "send")  # every write answered and aged out: none left in flight
+
+
+async def test_a_process_of_a_multi_process_bot_paces_its_share_of_the_global_rate(
+    monkeypatch: Any,
+) -> None:
+    # Discord's 50 requests a second are the bot's, whatever runs it: two processes of four
+    # shards each take half, so together they stay under the limit.
+    from bot.frontend import sinks
+
+    assert sinks.process_share(None, ()) == 1.0
+    assert sinks.process_share(4, ()) == 1.0  # all four shards in this process
+    assert sinks.process_share(4, (0, 1)) == 0.5
+    assert sinks.process_share(3, (2,)) == pytest.approx(1 / 3)
+
+    now = [0.0]
+
+    async def fake_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(sinks.asyncio, "sleep", fake_sleep)
+
+    async def duration(budget: Any) -> float:
+        start = now[0]
+        for channel in range(46):  # one post in each of 46 channels: the global rate only
+            await budget.acquire(channel, "send")
+            budget.release(channel, "send")
+        return now[0] - start
+
+    whole = await duration(sinks.WriteBudget(clock=lambda: now[0]))
+    half = await duration(sinks.WriteBudget(clock=lambda: now[0], share=0.5))
+    assert whole == pytest.approx(45 / sinks.WriteBudget.GLOBAL_RATE)
+    assert half == pytest.approx(2 * whole)

@@ -34,9 +34,18 @@ class WriteBudget:
     # How often a writer waiting on writes still in flight looks again.
     POLL = 0.05
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, *, pacing: bool = True) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        pacing: bool = True,
+        share: float = 1.0,
+    ) -> None:
+        """``share``: this process's part of the bot's global rate, when several processes run
+        one bot (each paces alone; a channel's writes all come from the process of its shard)."""
         self._clock = clock
         self.pacing = pacing
+        self.global_rate = self.GLOBAL_RATE * min(max(share, 0.01), 1.0)
         self._writes: dict[tuple[int, str], deque[float]] = {}
         self._in_flight: Counter[tuple[int, str]] = Counter()
         self._next_global = 0.0
@@ -58,7 +67,7 @@ class WriteBudget:
         self._in_flight[key] += 1
         now = self._clock()
         slot = max(now, self._next_global)
-        self._next_global = slot + 1.0 / self.GLOBAL_RATE
+        self._next_global = slot + 1.0 / self.global_rate
         if slot > now:
             await asyncio.sleep(slot - now)
 
@@ -90,6 +99,13 @@ class WriteBudget:
     def spare(self, channel: int, kind: str = "edit") -> bool:
         used = len(self._recent(channel, kind)) + self._in_flight[(channel, kind)]
         return used < self.LIMIT - self.RESERVE
+
+
+def process_share(shard_count: int | None, shard_ids: tuple[int, ...]) -> float:
+    """The part of the bot's shards this process runs (1.0 when it runs them all)."""
+    if not shard_count or not shard_ids:
+        return 1.0
+    return len(set(shard_ids)) / shard_count
 
 
 class MessageReplySink:

@@ -19,7 +19,7 @@ from bot.frontend.access import REFUSED_IN_DM, Access
 from bot.frontend.attachments import Attached, read_attachments
 from bot.frontend.conversation import ConversationResolver
 from bot.frontend.places import Place
-from bot.frontend.sinks import InteractionSink, MessageReplySink, WriteBudget
+from bot.frontend.sinks import InteractionSink, MessageReplySink, WriteBudget, process_share
 from bot.llm.errors import LLMError
 
 if TYPE_CHECKING:
@@ -45,7 +45,10 @@ class Chat(commands.Cog):
         self.access = Access.from_settings(settings)
         self._resolver: ConversationResolver | None = None
         self._slots = asyncio.Semaphore(MAX_ANSWERS_IN_FLIGHT)
-        self.budget = WriteBudget(pacing=settings.write_pacing)
+        self.budget = WriteBudget(
+            pacing=settings.write_pacing,
+            share=process_share(settings.shard_count, settings.shard_ids),
+        )
 
     @property
     def resolver(self) -> ConversationResolver:

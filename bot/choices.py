@@ -16,6 +16,13 @@ class ChannelChoices:
     def get(self, kind: str, channel: int) -> str | None:
         return self._values.get((kind, channel))
 
+    def first(self, kind: str, channel: int, parent: int | None = None) -> str | None:
+        """The channel's own choice, else (in a thread) its parent channel's."""
+        value = self.get(kind, channel)
+        if value is None and parent is not None:
+            value = self.get(kind, parent)
+        return value
+
     def set(self, kind: str, channel: int, value: str | None) -> None:
         """``value`` for the channel from now on; ``None`` forgets the choice."""
         if value is None:

@@ -156,11 +156,8 @@ class ModelSet:
 
     def channel_model(self, channel: int, parent: int | None = None) -> Model | None:
         """The channel's own choice, else (in a thread) its parent channel's."""
-        for where in (channel, parent):
-            name = None if where is None else self.choices.get("model", where)
-            if name is not None:
-                return self._models.get(name)
-        return None
+        name = self.choices.first("model", channel, parent)
+        return self._models.get(name) if name is not None else None
 
     def set_channel_model(self, channel: int, name: str | None) -> None:
         """``name`` for the channel from now on; ``None`` goes back to the routing."""

@@ -139,11 +139,8 @@ class PersonaSet:
 
     def channel_persona(self, channel: int, parent: int | None = None) -> Persona | None:
         """The channel's own choice, else (in a thread) its parent channel's."""
-        for where in (channel, parent):
-            name = None if where is None else self.choices.get("persona", where)
-            if name is not None:
-                return self.personas.get(name)
-        return None
+        name = self.choices.first("persona", channel, parent)
+        return None if name is None else self.personas.get(name)
 
     def set_channel_persona(self, channel: int, name: str | None) -> None:
         if name is not None and name not in self.personas:

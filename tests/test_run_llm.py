@@ -108,16 +108,25 @@ def test_an_openai_only_server_is_found_and_answers(tmp_path: Path) -> None:
     assert server.calls_by_api.get("openai", 0) >= 1 and not server.calls_by_api.get("ollama")
 
 
-def test_a_web_page_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_web_page_is_never_called_ollama_and_the_banner_says_what_to_try(tmp_path: Path) -> None:
+    metrics = tmp_path / "m.jsonl"
     with in_thread(web_page()) as url:
-        proc = botctl("run", "--llm-url", url, "--duration", "3",
-                      "--metrics-file", str(tmp_path / "m.jsonl"))  # fmt: skip
-    assert proc.returncode == 1
-    assert "answers, but not with Ollama's API or OpenAI's" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        proc = botctl("run", "--llm-url", url, "--duration", "3", "--rate", "5",
+                      "--metrics-file", str(metrics))  # fmt: skip
+    # Something answers, but no LLM API: no start-up error (it may be a server still starting),
+    # a warning that says so and what to try, and an error reply to each question.
+    assert proc.returncode == 0, proc.stderr
+    banner = proc.stdout.split("metrics :")[0]
+    assert "Ollama 0" not in banner and "OpenAI-compatible server at" not in banner
+    assert "answers, but not with Ollama's API or OpenAI's" in banner
+    assert "ends in /v1" in banner and "Traceback" not in proc.stderr
+    replies = [
+        e for e in map(orjson.loads, metrics.read_bytes().splitlines()) if e["type"] == "reply"
+    ]
+    assert replies and {r["status"] for r in replies} == {"error"}
 
 
-def test_a_model_table_pointing_at_a_web_page_is_refused(tmp_path: Path) -> None:
+def test_a_model_table_pointing_at_a_web_page_is_a_banner_line(tmp_path: Path) -> None:
     with in_thread(web_page()) as url:
         config = tmp_path / "bot.toml"
         config.write_text(
@@ -125,8 +134,32 @@ def test_a_model_table_pointing_at_a_web_page_is_refused(tmp_path: Path) -> None
         )
         proc = botctl("run", "--config", str(config), "--duration", "3",
                       "--metrics-file", str(tmp_path / "m.jsonl"))  # fmt: skip
-    assert proc.returncode == 1
-    assert "models.web.url" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    # Declared OpenAI-compatible: said to be, with what its /v1/models answered.
+    assert f"web: m — OpenAI-compatible server at {url}/v1 (" in proc.stdout
+    assert "/v1/models did not list models: HTTP 404" in proc.stdout
+    # "[models]" in the banner is text, not rich markup.
+    assert "model 'web' by default (see [models])" in proc.stdout
+
+
+def test_a_v1_server_that_refuses_the_key_is_openai_and_says_why(tmp_path: Path) -> None:
+    """A /v1 URL is OpenAI-compatible (SPEC): a refused key is a warning and an error reply in
+    words, not a refusal to start."""
+    metrics = tmp_path / "m.jsonl"
+    wrong = "sk-wrong-NEVER-SHOWN-5678"
+    server = LLMServer(latency=0.0, tokens_per_second=0.0, apis=("openai",), api_key="sk-right")
+    with in_thread(server) as url:
+        proc = botctl("run", "--llm-url", f"{url}/v1", "--duration", "3", "--rate", "5",
+                      "--metrics-file", str(metrics), BOT_LLM_API_KEY=wrong)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    banner = proc.stdout.split("metrics :")[0]
+    assert f"OpenAI-compatible server at {url}/v1" in banner
+    assert "did not list models: HTTP 401: Incorrect API key provided." in banner
+    events = list(map(orjson.loads, metrics.read_bytes().splitlines()))
+    calls = [e for e in events if e["type"] == "llm_call"]
+    assert calls and {c["api"] for c in calls} == {"openai"}
+    assert {c["status"] for c in calls} == {"error"}
+    assert wrong not in proc.stdout + proc.stderr and wrong.encode() not in metrics.read_bytes()
 
 
 @pytest.mark.parametrize(

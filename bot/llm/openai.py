@@ -240,10 +240,19 @@ class OpenAITransport(HTTPTransport):
         return None if models is None else f"OpenAI-compatible server at {self.base_url}"
 
     async def models(self, timeout: float = 5.0) -> list[str] | None:
-        data = await self._try_json("/models", timeout)
+        """The models the server lists, or ``None`` if it does not say."""
+        listed = await self.list_models(timeout)
+        return None if isinstance(listed, LLMError) else listed
+
+    async def list_models(self, timeout: float = 5.0) -> list[str] | LLMError:
+        """The models ``/models`` lists, else the error that says why not (for probes)."""
+        try:
+            data = await self._json("GET", "/models", None, timeout)
+        except LLMError as exc:
+            return exc
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            return None
+            return LLMResponseError("/models did not list models", url=self.base_url)
         return [str(m["id"]) for m in items if isinstance(m, dict) and m.get("id")]
 
     async def embed(

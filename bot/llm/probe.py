@@ -2,7 +2,9 @@
 
 A web page answering ``GET /`` proves nothing (llama.cpp's server serves one), so only the
 protocols' own endpoints count. With ``auto``, a URL whose path ends in ``/v1`` is OpenAI-compatible
-without asking; otherwise Ollama is asked first, then ``/v1/models``.
+without asking; otherwise Ollama is asked first, then ``/v1/models``. Where the protocol is given
+(``/v1``, or ``--llm-api openai``), a server that answers ``/v1/models`` with an error (a refused
+key, a model still loading) is still that protocol: the probe says what it answered, as a warning.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from bot.llm.errors import LLMError, LLMTimeoutError, LLMUnreachableError
 from bot.llm.http import split_base_url
 from bot.llm.ollama import OllamaTransport
 from bot.llm.openai import OpenAITransport
@@ -32,6 +35,7 @@ class Probe:
     description: str
     reachable: bool = True
     models: tuple[str, ...] = field(default=())
+    warning: str | None = None  # what a server of the given protocol answered instead of models
 
 
 def openai_base(url: str) -> str:
@@ -42,8 +46,9 @@ def openai_base(url: str) -> str:
 
 async def _openai_models(
     url: str, session: aiohttp.ClientSession, api_key: str | None, timeout: float
-) -> list[str] | None:
-    return await OpenAITransport(url, api_key=api_key, session=session).models(timeout)
+) -> list[str] | LLMError:
+    """The models ``/v1/models`` lists, else the error it gave."""
+    return await OpenAITransport(url, api_key=api_key, session=session).list_models(timeout)
 
 
 async def _reachable(url: str, session: aiohttp.ClientSession, timeout: float) -> bool:
@@ -69,8 +74,8 @@ async def probe(
                 return await _nothing(url, shown, session, timeout, "Ollama's API")
         base = openai_base(url)
         models = await _openai_models(base, session, api_key, timeout)
-        if models is not None:
-            base_shown = openai_base(shown)
+        base_shown = openai_base(shown)
+        if not isinstance(models, LLMError):
             listed = ", ".join(models[:_SHOWN_MODELS]) + (
                 " …" if len(models) > _SHOWN_MODELS else ""
             )
@@ -79,6 +84,15 @@ async def probe(
                 base,
                 f"OpenAI-compatible server at {base_shown} (models: {listed or 'none listed'})",
                 models=tuple(models),
+            )
+        declared = api == "openai" or shown.rstrip("/").endswith("/v1")
+        gone = isinstance(models, LLMUnreachableError | LLMTimeoutError)
+        if declared and not gone:
+            return Probe(
+                "openai",
+                base,
+                f"OpenAI-compatible server at {base_shown}",
+                warning=f"{base_shown}/models did not list models: {models.message}",
             )
         expected = "OpenAI's API" if api == "openai" else "Ollama's API or OpenAI's"
         return await _nothing(url, shown, session, timeout, expected)

@@ -46,13 +46,16 @@ class RunReporter:
 
     def banner(self, banner: Banner) -> None:
         console.print("[bold]botctl run[/]")
-        console.print(f"  Discord : {banner.discord}", highlight=False)
-        console.print(f"  LLM     : {banner.llm}", highlight=False)
+        # Values are the user's (URLs, model and config names): printed, never read as markup.
+        console.print(f"  Discord : {escape(banner.discord)}", highlight=False)
+        console.print(f"  LLM     : {escape(banner.llm)}", highlight=False)
         for line in banner.extras:
-            console.print(f"            {line}", highlight=False)
+            console.print(f"            {escape(line)}", highlight=False)
         if banner.llm_warning:
-            console.print(f"  [yellow]warning: {banner.llm_warning}[/]", highlight=False)
-        console.print(f"  metrics : {banner.metrics_file} (run {banner.run_id})", highlight=False)
+            console.print(f"  [yellow]warning: {escape(banner.llm_warning)}[/]", highlight=False)
+        console.print(
+            f"  metrics : {escape(str(banner.metrics_file))} (run {banner.run_id})", highlight=False
+        )
         console.print(f"  pid     : {banner.pid} (event loop: {banner.loop})", highlight=False)
         stop = f"after {banner.duration:g} s or Ctrl-C" if banner.duration else "Ctrl-C or SIGTERM"
         console.print(f"  stops   : {stop}", highlight=False)

@@ -3,8 +3,9 @@
 The URL given (flag, env or file) is probed for Ollama's and OpenAI's APIs (:mod:`bot.llm.probe`);
 so is each ``[models.NAME]`` of the config, for the protocol it declares. Nothing given and nothing
 at the default address: in the sandbox, the sandbox's own LLM; on Discord, a warning. A URL that
-does not answer is no start-up error (the bot runs, each question gets an error reply until the
-server answers, and the banner says so); a URL where something else answers (a web page) is.
+does not answer, or where something else answers (a web page, a server still loading its model), is
+no start-up error: the banner warns, never calling it Ollama, and says what to try; the bot runs
+and each question gets an error reply until the server answers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 
 from bot.components import Components, LLMTarget
 from bot.llm.probe import Probe, probe
-from bot.options import SettingsError
 from bot.routing import ModelSpec
 from bot.settings import DEFAULT_LLM_URL, Settings, strip_credentials
 from bot.shared import SharedState
@@ -46,12 +46,19 @@ async def choose_llm(settings: Settings, *, url_source: str | None = None) -> LL
     url = settings.effective_llm_url
     found = await probe(url, settings.llm_api, api_key=_key())
     if found.api is not None:
-        return LLMChoice(found.base_url, found.api, found.description, models=model_lines)
+        return LLMChoice(
+            found.base_url, found.api, found.description, found.warning, models=model_lines
+        )
     fallback_api = "ollama" if settings.llm_api == "auto" else settings.llm_api
     if found.reachable:
-        raise SettingsError(
-            f"llm_url: {found.description}; give the URL of an Ollama or OpenAI-compatible "
-            "server (an OpenAI-compatible one ends in /v1), or --llm-api"
+        return LLMChoice(
+            url,
+            fallback_api,
+            f"{strip_credentials(url)} (no usable LLM API there)",
+            f"{found.description}: each question gets an error reply until it does; give the URL "
+            "of an Ollama or OpenAI-compatible server (an OpenAI-compatible one ends in /v1), "
+            "or --llm-api",
+            models=model_lines,
         )
     if settings.llm_url is not None:
         source = f" (from {url_source})" if url_source else ""
@@ -81,14 +88,14 @@ async def choose_llm(settings: Settings, *, url_source: str | None = None) -> LL
 
 
 async def _probe_models(settings: Settings) -> list[str]:
-    """One banner line per declared model; a URL answering something else is an error."""
+    """One banner line per declared model, saying what answers at its URL (or what does not)."""
     specs = list(settings.models.values())
     found = await asyncio.gather(*(_probe_one(spec) for spec in specs))
     lines = []
     for spec, result in zip(specs, found, strict=True):
-        if result.api is None and result.reachable:
-            raise SettingsError(f"models.{spec.name}.url: {result.description}")
         state = result.description if result.api is not None else f"{result.description} yet"
+        if result.warning:
+            state += f" ({result.warning})"
         lines.append(f"{spec.name}: {spec.model} — {state}")
     return lines
 

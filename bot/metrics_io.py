@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from bot.redaction import redacted
+
 __all__ = ["Outcome", "write_events"]
 
 
@@ -40,7 +42,7 @@ def _serialise(events: list[dict[str, Any]]) -> tuple[bytearray, int]:
     out = bytearray()
     try:
         for event in events:
-            out += dumps(event, option=newline)
+            out += dumps(redacted(event), option=newline)
         return out, 0
     except TypeError:
         pass
@@ -49,7 +51,7 @@ def _serialise(events: list[dict[str, Any]]) -> tuple[bytearray, int]:
     out = bytearray()
     skipped = 0
     lenient = newline | orjson.OPT_NON_STR_KEYS
-    for event in events:
+    for event in map(redacted, events):
         try:
             out += dumps(event, option=newline)
         except TypeError:

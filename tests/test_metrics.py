@@ -217,6 +217,40 @@ async def test_forbidden_keys_are_never_written(tmp_path: Path) -> None:
     assert set(event) == {"ts", "type", "run", "length"}
 
 
+async def test_forbidden_keys_are_dropped_in_any_case_and_at_any_depth(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    svc = MetricsService(path)
+    secret = "s3cr3t-value"
+    svc.log_event("llm_call", {"model": "m", "nested": {"n": 1}, "items": [{"n": 2}]})
+    # The same keys again (vetted by the first event), now hiding text one level down.
+    svc.log_event(
+        "llm_call",
+        {"model": "m", "nested": {"n": 1, "Content": secret}, "items": [{"n": 2, "text": secret}]},
+    )
+    svc.log_event(
+        "message",
+        {
+            "Authorization": f"Bearer {secret}",
+            "API-Key": secret,
+            "answer": secret,
+            "question": secret,
+            "preview": secret,
+            "message": secret,
+            "length": 12,
+        },
+    )
+    data = {"headers": {"authorization": secret}, "length": 3}
+    svc.log_event("message", data)
+    assert data["headers"] == {"authorization": secret}  # the caller's dict is left alone
+    await svc.flush()
+    assert secret.encode() not in path.read_bytes()
+    first, second, third, fourth = read_events(path)
+    assert first["nested"] == second["nested"] == {"n": 1}
+    assert first["items"] == second["items"] == [{"n": 2}]
+    assert set(third) == {"ts", "type", "run", "length"}
+    assert fourth["headers"] == {} and fourth["length"] == 3
+
+
 async def test_unserialisable_value_does_not_poison_the_batch(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     svc = MetricsService(path)

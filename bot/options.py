@@ -192,8 +192,8 @@ def id_list(name: str, value: Any) -> tuple[int, ...]:
     if isinstance(items, int) and not isinstance(items, bool):
         items = [items]
     if not isinstance(items, list | tuple):
-        raise SettingsError(f"{name}: expected a list of ids such as [123, 456]")
+        raise SettingsError(f"{name}: expected ids such as 123,456 (in a config file: [123, 456])")
     try:
         return tuple(int(str(item).strip()) for item in items if str(item).strip())
     except ValueError:
-        raise SettingsError(f"{name}: expected a list of ids such as [123, 456]") from None
+        raise SettingsError(f"{name}: expected ids such as 123,456 (in a config file: [123, 456])") from None

@@ -29,12 +29,19 @@ _CLI_TYPES: tuple[type, ...] = (bool, int, float, str, Path)
 def _cli_type(cls: type, f: Field[Any]) -> type:
     """The scalar type a flag parses (``int`` for ``int | None``)."""
     hint = typing.get_type_hints(cls)[f.name]
+    if _is_list(cls, f):
+        return str  # "0,1": the field's own parser splits it, as from the environment
     if hint in _CLI_TYPES:
         return typing.cast(type, hint)
     for arg in typing.get_args(hint):
         if arg in _CLI_TYPES:
             return typing.cast(type, arg)
     raise TypeError(f"{cls.__name__}.{f.name}: no command-line type for {hint!r}")
+
+
+def _is_list(cls: type, f: Field[Any]) -> bool:
+    """A field of several values (ids): its flag takes ``0,1`` or repeats (``--x 0 --x 1``)."""
+    return typing.get_origin(typing.get_type_hints(cls)[f.name]) in (tuple, list)
 
 
 def _shown_default(f: Field[Any], meta: Option) -> str:
@@ -49,7 +56,8 @@ def _shown_default(f: Field[Any], meta: Option) -> str:
 def _parameter(cls: type, f: Field[Any], meta: Option) -> inspect.Parameter:
     flag = meta.flag or "--" + f.name.replace("_", "-")
     kind = _cli_type(cls, f)
-    envvar = list(meta.env) or None
+    # One name as a string: click shows a list as its repr in errors ("env var: '['BOT_X']'").
+    envvar: str | list[str] | None = meta.env[0] if len(meta.env) == 1 else list(meta.env) or None
     if kind is bool:
         # metavar "": a flag takes no value, so none is shown (Typer would print <bool>).
         info = typer.Option(
@@ -69,9 +77,16 @@ def _parameter(cls: type, f: Field[Any], meta: Option) -> inspect.Parameter:
     shown = _shown_default(f, meta)
     text = meta.help + (f" [dim]\\[default: {escape(shown)}][/dim]" if shown else "")
     info = typer.Option(
-        flag, help=text, envvar=envvar, rich_help_panel=meta.panel, show_default=False
+        flag,
+        help=text,
+        envvar=envvar,
+        rich_help_panel=meta.panel,
+        show_default=False,
+        metavar="<ids>" if _is_list(cls, f) else None,
     )
-    annotation = Annotated[kind | None, info]
+    annotation = (
+        Annotated[list[str] | None, info] if _is_list(cls, f) else Annotated[kind | None, info]
+    )
     return inspect.Parameter(
         f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
     )
@@ -97,6 +112,8 @@ def cli_values(classes: Sequence[type], given: Mapping[str, Any]) -> dict[str, A
             value = given[f.name]
             if _cli_type(cls, f) is bool:
                 value = (not value if meta.negate else value) if value else None
+            elif _is_list(cls, f):  # repeated and comma forms alike; none given: not given
+                value = ",".join(value) if value else None
             out[f.name] = value
     return out
 

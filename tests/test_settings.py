@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,57 @@ def test_token_never_in_repr_or_redacted() -> None:
     assert "pw" not in red["llm_url"]
     assert not s.sandbox and s.effective_cooldown == 2.0
     assert load_settings().effective_cooldown == 0.0
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--shard-ids", "0,1", "--shard-count", "4"], {}),
+        (["--shard-count", "4"], {"BOT_SHARD_IDS": "0,1"}),
+        (["--shard-ids", "0", "--shard-ids", "1", "--shard-count", "4"], {}),
+    ],
+    ids=["comma-flag", "comma-env", "repeated"],
+)
+def test_id_lists_take_the_comma_form_on_the_command_line(
+    args: list[str], env: dict[str, str]
+) -> None:
+    # SPEC: `--shard-count N --shard-ids 0,1`; the same field parses a TOML list in a file.
+    from typer.testing import CliRunner
+
+    seen: list[Settings] = []
+
+    def capture(given: dict[str, object]) -> None:
+        given.pop("ctx")
+        config = given.pop("config")
+        assert config is None or isinstance(config, Path)
+        seen.append(load_run(config, given)[0])
+
+    result = CliRunner().invoke(_run_app(capture), args, env=env)
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    assert settings.shard_ids == (0, 1) and settings.shard_count == 4
+
+
+def _run_app(impl: Any) -> Any:
+    """``botctl run``'s options on a Typer app whose command calls ``impl`` instead of running."""
+    import typer
+
+    from botctl.commands import run as run_command
+    from botctl.options import declared_command
+
+    app = typer.Typer()
+    app.command()(
+        declared_command(
+            impl, *run_command._CLASSES, extra=[run_command._CONTEXT, run_command._CONFIG]
+        )
+    )
+    return app
+
+
+def test_a_bad_flag_value_names_its_env_var_as_text() -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(_run_app(lambda given: None), ["--batch-size", "abc"])
+    assert result.exit_code == 2
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "env var: 'BOT_BATCH_SIZE'" in flat and "['BOT" not in flat

@@ -128,6 +128,11 @@ def test_user_errors_are_one_line_and_exit_1(workdir: Path, clean_env: dict[str,
         kb(workdir, clean_env, "add", "docs", "--kb", "app.db")
     )
     assert other.read_bytes() == before
+    # A path that does not exist: one line, and no knowledge base created for nothing.
+    assert "no such file or folder: docs/nope; nothing was indexed" in one_error_line(
+        kb(workdir, clean_env, "add", "docs/faq.rst", "docs/nope", "--kb", "typo.sqlite")
+    )
+    assert not (workdir / "typo.sqlite").exists()
     assert kb(workdir, clean_env, "add", "docs/faq.rst").returncode == 0
     assert "nothing in profiles/kb.sqlite matches docs/nope.md" in one_error_line(
         kb(workdir, clean_env, "remove", "docs/nope.md")

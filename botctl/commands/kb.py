@@ -60,6 +60,16 @@ LlmApiOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, and nothing else.")]
 
 
+def _check_paths(paths: list[Path]) -> None:
+    """Every path given exists, before anything is written (a typo creates no empty KB)."""
+    from botctl.errors import BotctlError
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        what = "no such file or folder" if len(missing) == 1 else "no such files or folders"
+        raise BotctlError(f"{what}: {', '.join(missing)}; nothing was indexed")
+
+
 def _kb_path(kb: Path | None) -> Path:
     return kb if kb is not None else DEFAULT_KB
 
@@ -116,6 +126,7 @@ def add(
 
     _check_api(llm_api)
     path = _kb_path(kb)
+    _check_paths(paths)
     with _user_errors(), KnowledgeBase.open(path, create=True) as store:
         vectors_loaded = store.embed_model is not None and load_vectors(store.conn) is None
         with reporter.progress(err_console, "indexing") as progress:

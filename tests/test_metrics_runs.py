@@ -185,6 +185,25 @@ def test_tail_on_a_file_that_is_not_metrics_says_how_many_lines_it_skipped(
     assert count == sum(1 for line in content.split(b"\n") if line.strip())
 
 
+def test_summary_of_a_file_that_is_not_metrics_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_text("garbage\nnot json {\n")
+    for args in ([], ["--json"]):
+        result = runner.invoke(app, ["metrics", "summary", str(junk), *args])
+        assert result.exit_code == 1
+        message = str(result.exception)
+        assert "no metrics events in" in message and "(2 lines that are not events)" in message
+    # An empty file is a run that wrote nothing yet: zeros, not an error.
+    empty = tmp_path / "m.jsonl"
+    empty.write_bytes(b"")
+    result = runner.invoke(app, ["metrics", "summary", str(empty), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["counts"] == {}
+    # A torn last line among events is skipped, the rest summarised.
+    path = write(tmp_path / "torn.jsonl", [{"ts": T0, "type": "message"}], tail='{"ts": 1, "ty')
+    result = runner.invoke(app, ["metrics", "summary", str(path), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["counts"] == {"message": 1}
+
+
 def test_tail_prints_what_it_can_around_a_torn_line(tmp_path: Path) -> None:
     good = [{"ts": T0 + i, "type": "message"} for i in range(3)]
     path = write(tmp_path / "m.jsonl", good, tail='{"ts": 1, "ty')

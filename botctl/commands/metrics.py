@@ -301,6 +301,14 @@ def summary(
     [bold]--html OUT.html[/] also writes them as one web page that needs no network, with the
     reply latency histogram and replies over time drawn in it."""
     reading, selection = _selected(files, run, everything)
+    if not reading.records and reading.skipped:
+        # Lines, and not one event among them: not a metrics file (an empty one is a run that
+        # wrote nothing yet, summarised as zeros).
+        raise BotctlError(
+            f"no metrics events in {', '.join(str(p) for p in reading.files)} "
+            f"({reading.skipped:,} line{'' if reading.skipped == 1 else 's'} that are not events); "
+            "pass the file `botctl run` writes (--metrics-file, default profiles/metrics.jsonl)"
+        )
     result = summarize_selection(
         selection, files=[str(p) for p in reading.files], skipped=reading.skipped
     )

@@ -117,6 +117,7 @@ class MetricsService:
         self.run_id = run_id or secrets.token_hex(3)
         self._fields = {"run": self.run_id, **(fields or {})}
         self._vetted: set[Any] = set()
+        self._final_logged = False
         self._observers: list[Callable[[dict[str, Any]], None]] = []
 
         self._buffer: deque[dict[str, Any]] = deque(maxlen=max_buffer)
@@ -260,15 +261,18 @@ class MetricsService:
 
     # -- statistics --------------------------------------------------------------------------
 
-    def _log_stats(self) -> None:
-        self.log_event(
-            "stats",
-            {
-                "dedup": self._dedup.get_stats() if self._dedup is not None else {},
-                "history": self._history.get_stats() if self._history is not None else {},
-                "batch": self.get_batch_stats(),
-            },
-        )
+    def _log_stats(self, *, final: bool = False) -> None:
+        data: dict[str, Any] = {
+            "dedup": self._dedup.get_stats() if self._dedup is not None else {},
+            "history": self._history.get_stats() if self._history is not None else {},
+            "batch": self.get_batch_stats(),
+        }
+        if final:
+            # The stop's last snapshot, written by one more flush with what is pending (itself
+            # included): a reader adds those to make the run's totals its own (metrics summary).
+            data["final"] = True
+            self._final_logged = True
+        self.log_event("stats", data)
 
     def get_batch_stats(self) -> dict[str, Any]:
         return {
@@ -305,6 +309,7 @@ class MetricsService:
         if self._task is None or self._task.done():
             self._stopping = False
             self._stop_task = None
+            self._final_logged = False
             # Fresh events: the old ones may be bound to a loop that no longer runs.
             self._wake = asyncio.Event()
             self._stop_evt = asyncio.Event()
@@ -354,13 +359,27 @@ class MetricsService:
         """Stop the writer, write everything buffered, then a final ``stats`` snapshot.
 
         Returns the task doing it (awaiting it is optional; calling again returns the same task).
-        The snapshot is taken after the final flush, so the last line of a graceful stop holds the
-        run's complete figures (events written, flushes), and is written at once.
+        When no write is under way, everything is written before this returns, so nothing is lost
+        if the task never runs. The snapshot is taken after the final flush and marked ``final``:
+        with the one write that carries it, it holds the run's complete figures.
         """
         loop = asyncio.get_running_loop()
         if self._stop_task is None:
+            self._stopping = True
+            lock = self._lock
+            if lock is None or self._lock_loop is not loop or not lock.locked():
+                # No write under way: everything is written here, in this call, so a caller that
+                # never awaits (or a loop closed before the task runs) loses nothing.
+                self._write_now()
+                self._log_stats(final=True)
+                self._write_now()
             self._stop_task = loop.create_task(self._stop(loop), name="metrics-batch-stop")
         return self._stop_task
+
+    def _write_now(self) -> None:
+        if self._buffer:
+            batch = self._take()
+            self._settle(batch, write_events(self._path, batch, self._fsync))
 
     async def _stop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._stopping = True
@@ -370,5 +389,6 @@ class MetricsService:
             self._stop_evt.set()
             await task
         await self.flush()
-        self._log_stats()
-        await self.flush()
+        if not self._final_logged:
+            self._log_stats(final=True)
+            await self.flush()

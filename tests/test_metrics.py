@@ -114,9 +114,30 @@ async def test_stop_without_await_still_finishes(tmp_path: Path) -> None:
     for i in range(10):
         svc.log_event("message", {"n": i})
     svc.stop_batch_flush_task()
-    await wait_until(lambda: len(of_type(path, "message")) == 10)
-    await wait_until(lambda: len(of_type(path, "stats")) == 1)
-    assert not any(t.get_name() == "metrics-batch-flush" for t in asyncio.all_tasks())
+    # No write was under way: all of it is in the file when the call returns.
+    assert len(of_type(path, "message")) == 10 and len(of_type(path, "stats")) == 1
+    await wait_until(
+        lambda: not any(t.get_name() == "metrics-batch-flush" for t in asyncio.all_tasks())
+    )
+    await svc.stop_batch_flush_task()  # the same stop, awaited: nothing written twice
+    assert len(read_events(path)) == 11
+
+
+def test_a_stop_never_awaited_before_the_loop_ends_loses_nothing(tmp_path: Path) -> None:
+    # asyncio.run cancels the stop's task before it runs: what it had to write is written.
+    path = tmp_path / "m.jsonl"
+
+    async def main() -> None:
+        svc = MetricsService(path, batch_size=50, batch_interval=60)
+        svc.start_batch_flush_task()
+        for i in range(10):
+            svc.log_event("message", {"n": i})
+        svc.stop_batch_flush_task()
+
+    asyncio.run(main())
+    events = read_events(path)
+    assert [e["type"] for e in events] == ["message"] * 10 + ["stats"]
+    assert events[-1]["final"] is True and events[-1]["batch"]["events_written"] == 10
 
 
 async def test_stop_without_start_writes_everything(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -239,3 +240,23 @@ def test_tail_on_the_readme_as_a_subprocess(tmp_path: Path) -> None:
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("skipped ") and proc.stderr.count("\n") == 1
+
+
+async def test_summary_totals_match_what_the_service_itself_counted(tmp_path: Path) -> None:
+    # The final stats snapshot is written by one more flush: summary counts that write and the
+    # events it carried, so `metrics summary` says what `botctl run`'s own table said.
+    from bot.metrics import MetricsService
+
+    path = tmp_path / "m.jsonl"
+    svc = MetricsService(path, batch_size=5, batch_interval=60)
+    svc.start_batch_flush_task()
+    for i in range(12):
+        svc.log_event("message", {"n": i})
+        await asyncio.sleep(0)
+    await svc.stop_batch_flush_task()
+    own = svc.get_batch_stats()
+    result = runner.invoke(app, ["metrics", "summary", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["flushes"], data["events_written"]) == (own["flushes"], own["events_written"])
+    assert data["events_written"] == len(path.read_bytes().splitlines()) == 13

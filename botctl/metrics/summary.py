@@ -144,14 +144,18 @@ class _Totals:
     def add(self, stats: Event) -> None:
         batch = stats.get("batch")
         if isinstance(batch, dict):
+            # A stop's final snapshot was written by one more flush, with what was pending then
+            # (itself included): counted, so the totals match what the run's own summary said.
+            final = stats.get("final") is True
             flushes = _int(batch.get("flushes"))
             if flushes is not None:
-                self.flushes = (self.flushes or 0) + flushes
+                self.flushes = (self.flushes or 0) + flushes + final
             written = next(
                 (w for w in (_int(batch.get(k)) for k in _WRITTEN_KEYS) if w is not None), None
             )
             if written is not None:
-                self.written = (self.written or 0) + written
+                pending = (_int(batch.get("pending_events")) or 0) + 1 if final else 0
+                self.written = (self.written or 0) + written + pending
         history = stats.get("history")
         if isinstance(history, dict):
             hits, misses = _int(history.get("hits")), _int(history.get("misses"))

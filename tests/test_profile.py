@@ -246,6 +246,21 @@ def test_bad_combinations_are_one_line_errors(
     assert expected in one_line_error(botctl("profile", *args, cwd=tmp_path, env=clean_env))
 
 
+def test_the_bots_options_are_checked_before_anything_starts(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    # Bad usage of the bot's options is bad usage (2, with run's usage); a bad value one line.
+    result = botctl("profile", "--mode", "cprofile", "--", "--bogus", cwd=tmp_path, env=clean_env)
+    assert result.returncode == 2
+    assert "botctl run" in result.stderr and "--bogus" in result.stderr
+    assert "the bot exited" not in result.stderr and "Traceback" not in result.stderr
+    bad = botctl(
+        "profile", "--mode", "cprofile", "--", "--batch-size", "-3", cwd=tmp_path, env=clean_env
+    )
+    assert "batch_size: expected a whole number >= 1, got -3" in one_line_error(bad)
+    assert not (tmp_path / "profiles").exists() or not any((tmp_path / "profiles").iterdir())
+
+
 def test_mode_is_required(tmp_path: Path, clean_env: dict[str, str]) -> None:
     result = botctl("profile", cwd=tmp_path, env=clean_env)
     assert result.returncode == 2

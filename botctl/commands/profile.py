@@ -238,6 +238,10 @@ def profile(
         backend=(backend or Backend.tracemalloc).value,
         top=top,
     )
+    if args:
+        from botctl.commands.run import check_args
+
+        check_args(args)
     check_target(request)
     for path in files_written(request):
         check_output(path)

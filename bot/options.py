@@ -196,4 +196,6 @@ def id_list(name: str, value: Any) -> tuple[int, ...]:
     try:
         return tuple(int(str(item).strip()) for item in items if str(item).strip())
     except ValueError:
-        raise SettingsError(f"{name}: expected ids such as 123,456 (in a config file: [123, 456])") from None
+        raise SettingsError(
+            f"{name}: expected ids such as 123,456 (in a config file: [123, 456])"
+        ) from None

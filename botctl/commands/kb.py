@@ -99,7 +99,9 @@ def _check_api(value: str) -> str:
 def add(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Files or folders (recursively) to index.", show_default=False),
+        typer.Argument(
+            metavar="PATH", help="Files or folders (recursively) to index.", show_default=False
+        ),
     ],
     kb: KbOption = None,
     embed_model: Annotated[
@@ -178,7 +180,9 @@ def _embed(store: KnowledgeBase, model: str, url: str | None, api: str, batch_si
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="The question, as a user would ask it.")],
+    query: Annotated[
+        str, typer.Argument(metavar="QUERY", help="The question, as a user would ask it.")
+    ],
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="How many chunks.")] = 5,
     kb: KbOption = None,
     json_output: JsonOption = False,
@@ -244,7 +248,9 @@ def remove(
     paths: Annotated[
         list[str],
         typer.Argument(
-            help="Files or folders as added (they need not exist any more).", show_default=False
+            metavar="PATH",
+            help="Files or folders as added (they need not exist any more).",
+            show_default=False,
         ),
     ],
     kb: KbOption = None,

@@ -55,7 +55,7 @@ FilesArgument = Annotated[
         help="Metrics files or a quoted glob ('profiles/*.jsonl'); several are merged by time. "
         "Default: [bold]$BOT_METRICS_FILE[/], else profiles/metrics.jsonl.",
         show_default=False,
-        metavar="[FILE]...",
+        metavar="FILE",
     ),
 ]
 RunOption = Annotated[

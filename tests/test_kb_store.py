@@ -90,6 +90,15 @@ def test_every_chunk_is_exactly_its_files_lines(kb: KnowledgeBase) -> None:
         assert text == "\n".join(lines[start - 1 : end])
 
 
+def test_an_html_hit_reads_as_its_text_not_its_markup(kb: KnowledgeBase) -> None:
+    # The chunk stores the exact lines; what a search shows and a prompt carries is the text.
+    (hit,) = [h for h in kb.search("What does the /stats endpoint return?", 3) if h.start == 11]
+    assert hit.source == "docs/community/api.html" and hit.end == 18
+    assert "<" not in hit.text and "&amp;" not in hit.text
+    assert "GET /stats returns the dedup & history counters as JSON:" in hit.text.splitlines()
+    assert "tracking-pixel" not in " ".join(h.text for h in kb.search("analytics tracking", 5))
+
+
 @pytest.mark.parametrize(
     "question",
     [

@@ -170,8 +170,10 @@ def optimize(conn: sqlite3.Connection) -> None:
 
 
 def _html_body(text: str) -> str:
-    """What an HTML chunk says, for the index: no tags, scripts or styles, entities decoded."""
-    return html.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", text)))
+    """What an HTML chunk says, for the index and for the model: no tags, scripts or styles,
+    entities decoded, one line per line of text (the chunk's line range still locates it)."""
+    plain = html.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", text)))
+    return "\n".join(filter(None, (" ".join(line.split()) for line in plain.splitlines())))
 
 
 def _delete_chunks(conn: sqlite3.Connection, file_id: int, drop_vectors: bool) -> None:

@@ -205,7 +205,8 @@ class KnowledgeBase:
             return []
         marks = ",".join("?" * len(ranked))
         rows = self.conn.execute(
-            "SELECT c.id, f.path, c.start_line, c.end_line, c.text FROM chunks c "
+            # HTML shows (and goes to the model) as its text, not its markup.
+            "SELECT c.id, f.path, c.start_line, c.end_line, coalesce(c.body, c.text) FROM chunks c "
             f"JOIN files f ON f.id = c.file_id WHERE c.id IN ({marks})",
             [i for i, _ in ranked],
         ).fetchall()

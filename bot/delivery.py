@@ -87,14 +87,18 @@ async def deliver(
     typing_after: float = 0.5,
     limit: int = DISCORD_LIMIT,
     clock: Callable[[], float] = time.monotonic,
+    into: Delivery | None = None,
 ) -> Delivery:
     """Stream ``deltas`` into ``sink`` under the policy above. Errors come back in ``.error``.
 
     The deltas are read here, in the caller's task: the decisions to post and to edit are taken as
     text arrives, and the final text is written as soon as the deltas end. The typing indicator is a
     timer that starts a task only when the first token is late.
+
+    ``into`` is filled as the delivery goes, for a caller that must know what went out even when
+    the delivery is cancelled midway.
     """
-    result = Delivery()
+    result = into if into is not None else Delivery()
     started = clock()
     loop = asyncio.get_running_loop()
     typing: list[asyncio.Task[None]] = []

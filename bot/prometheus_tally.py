@@ -224,7 +224,7 @@ class Tallies:
                 replies[status] = replies.get(status, 0) + 1
                 value = event.get("latency_ms")
                 cls = value.__class__
-                if (cls is float or cls is int) and 0.0 <= value < _INF:
+                if (cls is float or cls is int) and 0.0 <= value < _INF and status != "cancelled":
                     histogram = self.reply_latency
                     histogram.counts[bisect_left(_BOUNDS_MS, value)] += 1
                     histogram.total += value

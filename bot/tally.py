@@ -41,7 +41,8 @@ class Tally:
         self, channel: str, *, latency_ms: float, parts: int, chars: int, edits: int, status: str
     ) -> None:
         self._replies[status] += 1
-        self._reply_latencies.append(latency_ms)
+        if status != "cancelled":  # cut short at a stop: not how long a reply takes
+            self._reply_latencies.append(latency_ms)
         self.metrics.log_event(
             "reply",
             {

@@ -10,6 +10,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from _conversations import (
     dm_channel,
@@ -549,6 +550,47 @@ async def test_a_thread_speaks_as_its_channel_unless_it_chose_otherwise(tmp_path
             assert sent()[0] == "You are a patient teacher."
             await bot.ask("and the ship?", channel=other)
             assert sent() == ("You are a pirate.", "qwen2.5:14b")
+
+
+async def test_ask_keeps_the_same_cooldown_as_a_mention(tmp_path: Path) -> None:
+    async with (
+        sandbox() as (server, llm),
+        serving(server, llm, tmp_path / "metrics.jsonl", cooldown=30.0) as bot,
+    ):
+        user = server.user_ids[1]
+        _, answer = await bot.ask("!echo first", user=user)
+        assert answer.content == "first"
+        calls = llm.calls_total
+        refused = await bot.interaction("ask", {"question": "!echo around it?"}, user=user)
+        assert refused.startswith("Slow down a little: ask again in ")
+        assert llm.calls_total == calls  # no LLM call for a user in their cooldown
+        iid = server.send_interaction(
+            bot.channel, server.user_ids[2], "ask", {"question": "!echo someone else"}
+        )
+        other = await server.wait_for_settled_reply(iid, 10.0, settle=0.3)
+        assert other and other[0].content == "someone else"
+        statuses = [e["status"] for e in await bot.events("reply")]
+        assert statuses == ["ok", "cooldown", "ok"]
+
+
+async def test_a_reply_cancelled_at_a_stop_says_what_had_gone_out(tmp_path: Path) -> None:
+    # An answer streaming longer than the stop's drain (5 s here) is cancelled; its reply event
+    # still counts the message posted and the characters shown, and its time is no latency.
+    metrics = tmp_path / "metrics.jsonl"
+    async with sandbox(llm={"tokens_per_second": 8.0}) as (server, llm):
+        async with serving(server, llm, metrics, llm_timeout=60.0) as bot:
+            mid = bot.say("!echo " + " ".join(f"word{i}" for i in range(150)))
+            first = await server.wait_for_reply(mid, 10.0)  # posted after its first second
+            assert first.content.startswith("word0")
+        posted = server.replies_to(mid)
+    events = [orjson.loads(line) for line in metrics.read_bytes().splitlines()]
+    (reply,) = [e for e in events if e["type"] == "reply"]
+    assert reply["status"] == "cancelled"
+    assert reply["parts"] == len(posted) == 1
+    assert 0 < reply["chars"] < len(" ".join(f"word{i}" for i in range(150)))
+    assert reply["chars"] == len(posted[0].content)
+    stats = [e for e in events if e["type"] == "stats"][-1]
+    assert stats["final"] is True
 
 
 # ---------------------------------------------------------------------------------------- access

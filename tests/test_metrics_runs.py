@@ -260,3 +260,15 @@ async def test_summary_totals_match_what_the_service_itself_counted(tmp_path: Pa
     data = json.loads(result.stdout)
     assert (data["flushes"], data["events_written"]) == (own["flushes"], own["events_written"])
     assert data["events_written"] == len(path.read_bytes().splitlines()) == 13
+
+
+def test_a_reply_cancelled_at_a_stop_is_no_latency_figure(tmp_path: Path) -> None:
+    events = [
+        {"ts": T0, "type": "reply", "status": "ok", "latency_ms": 100.0},
+        {"ts": T0 + 1, "type": "reply", "status": "cancelled", "latency_ms": 13000.0},
+    ]
+    path = write(tmp_path / "m.jsonl", events)
+    result = runner.invoke(app, ["metrics", "summary", str(path), "--json"])
+    data = json.loads(result.stdout)
+    assert data["counts"]["reply"] == 2
+    assert data["reply_latency_ms"]["p99"] == 100.0

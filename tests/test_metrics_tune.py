@@ -153,6 +153,23 @@ def test_tune_reads_the_latest_run(tmp_path: Path) -> None:
     assert 200 <= tune_json(path, "--run", "old")["recommended"]["batch_size"] <= 202
 
 
+def test_several_processes_files_are_tuned_for_the_busiest_writer(tmp_path: Path) -> None:
+    # Each process writes its own file with its own settings: their events together are not one
+    # writer's traffic. Two processes at 4 and 2 events/s get the 4 events/s recommendation.
+    busy = write(tmp_path / "m.shard0.jsonl", events_at(steady(4, 5), run="a"))
+    calm = write(tmp_path / "m.shard1.jsonl", events_at(steady(2, 5), run="b"))
+    alone = tune_json(busy)
+    result = runner.invoke(app, ["metrics", "tune", str(calm), str(busy), "--json"])
+    assert result.exit_code == 0, result.output
+    both = json.loads(result.stdout)
+    assert both["recommended"] == alone["recommended"]
+    assert both["expected"] == alone["expected"]
+    assert both["writers"] == 2 and both["busiest_writer"] == f"{busy} (run a)"
+    assert alone["writers"] == 1 and alone["busiest_writer"] is None
+    text = runner.invoke(app, ["metrics", "tune", str(calm), str(busy)], env={"COLUMNS": "200"})
+    assert "2 writers" in text.stdout and "the figures are the busiest one's" in text.stdout
+
+
 def test_the_table_at_80_columns_and_the_toml_to_paste(tmp_path: Path) -> None:
     path = write(tmp_path / "m.jsonl", events_at(steady(4, 10)))
     result = runner.invoke(app, ["metrics", "tune", str(path)], env={"COLUMNS": "80"})

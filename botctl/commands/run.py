@@ -103,11 +103,11 @@ def _run(given: dict[str, Any]) -> None:
         settings, sandbox, options = load(config, given)
     except SettingsError as exc:
         raise BotctlError(str(exc)) from None
-    _check_metrics_path(settings.metrics_file)
     reporter = RunReporter(chat=options.chat)
     if options.processes and options.processes > 1:
         _run_processes(settings, sandbox, options, reporter, child_args(config, given))
         return
+    _check_metrics_path(settings.metrics_file)
     try:
         with profiling_session(), reporter.live(options.duration):
             report = eventloop.run(
@@ -152,14 +152,24 @@ def _run_processes(
     reporter: RunReporter,
     args: list[str],
 ) -> None:
+    from bot.shared import SharedStateError
+    from botctl.run.processes import shard_metrics_file
     from botctl.run.session import run_sharded  # as in _run: not for --help
     from botctl.sandbox.client import SandboxError
 
+    assert options.processes is not None
     if options.chat:
         raise BotctlError("--chat types into one bot: leave out --processes")
+    if settings.shards or settings.shard_count or settings.shard_ids:
+        raise BotctlError(
+            f"--processes {options.processes} runs shards 0 to {options.processes - 1} of one "
+            "bot itself: leave out --shards, --shard-count and --shard-ids"
+        )
+    for shard in range(options.processes):  # each child writes its own file, not this one
+        _check_metrics_path(shard_metrics_file(settings.metrics_file, shard))
     try:
         report = eventloop.run(run_sharded(settings, sandbox, options, reporter, args))
-    except (SettingsError, SandboxError) as exc:
+    except (SettingsError, SandboxError, SharedStateError) as exc:
         raise BotctlError(str(exc)) from None
     reporter.processes_summary(report)
     if report.errors:
@@ -176,6 +186,7 @@ def _check_metrics_path(path: Path) -> None:
         raise BotctlError(
             f"metrics file {path} is a directory; pass a file path with --metrics-file"
         )
+    existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -185,3 +196,5 @@ def _check_metrics_path(path: Path) -> None:
             f"cannot write the metrics file {path} ({reason}); pick another with --metrics-file"
         ) from None
     os.close(fd)
+    if not existed:  # a run that fails before its first event leaves no empty file behind
+        path.unlink(missing_ok=True)

@@ -218,7 +218,8 @@ def summarize(records: Iterable[Record], *, torn_lines: int = 0) -> MetricsSumma
                 llm_errors[str(event.get("error") or "unknown")] += 1
         elif kind == "reply":
             latency = number(event.get("latency_ms"))
-            if latency is not None:
+            # A reply cancelled at a stop was cut short: its time is not a reply's latency.
+            if latency is not None and event.get("status") != "cancelled":
                 reply_latencies.append(latency)
         elif kind == "error":
             errors[str(event.get("error") or "unknown")] += 1

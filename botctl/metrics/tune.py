@@ -140,6 +140,10 @@ class Tuning:
     current: SettingFigures | None
     runs: list[str | None] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    # Each process (one file) and each run writes with its own settings: with several, the
+    # figures are the busiest writer's, and that one is named.
+    writers: int = 1
+    busiest: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         expected = self.recommended.at_p95
@@ -161,6 +165,8 @@ class Tuning:
             "traffic": self.traffic.to_json(),
             "runs": list(self.runs),
             "files": list(self.files),
+            "writers": self.writers,
+            "busiest_writer": self.busiest,
         }
 
 
@@ -255,9 +261,25 @@ def tune(selection: Selection, limits: Limits, *, files: list[str], skipped: int
             f"nothing to tune from in {', '.join(files)} ({found}{junk}); run the bot "
             "(`botctl run`) and pass the metrics file it writes"
         )
-    traffic = measure(stamps)
+    writers: dict[tuple[int, str | None], list[Record]] = {}
+    for record in selection.records:
+        writers.setdefault((record.file, record.run), []).append(record)
+    measured = [
+        (measure(times), key, records)
+        for key, records in writers.items()
+        if len(times := [t for t in (r.ts for r in records) if t is not None]) >= 2
+    ]
+    if not measured:  # no writer alone has two events: the traffic of them all, as one
+        measured = [(measure(stamps), (0, None), list(selection.records))]
+    traffic, (file_index, run_id), records = max(
+        measured, key=lambda m: (m[0].rate_p95, m[0].rate_peak)
+    )
+    busiest = None
+    if len(writers) > 1:
+        where = files[file_index] if file_index < len(files) else "?"
+        busiest = f"{where} (run {run_id or '-'})"
     recommended = recommend(traffic, limits)
-    current = current_settings(selection.records)
+    current = current_settings(records)
     return Tuning(
         traffic=traffic,
         limits=limits,
@@ -265,4 +287,6 @@ def tune(selection: Selection, limits: Limits, *, files: list[str], skipped: int
         current=None if current is None else figures(current, traffic, limits),
         runs=selection.run_ids,
         files=files,
+        writers=len(writers),
+        busiest=busiest,
     )

@@ -298,6 +298,15 @@ def tuning_renderable(tuning: Tuning) -> Group:
         Text(f"events per minute: {sparkline(t.per_minute)}", style="dim", overflow="fold"),
         table,
     ]
+    if tuning.busiest is not None:
+        parts.insert(
+            1,
+            Text(
+                f"{tuning.writers} writers (a process or a run each, each with its own settings): "
+                f"the figures are the busiest one's, {tuning.busiest}",
+                no_wrap=False,
+            ),
+        )
     if tuning.current is None:
         parts.append(Text("current settings unknown: no stats event in this run", style="dim"))
     parts += [

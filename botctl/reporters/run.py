@@ -109,7 +109,10 @@ class RunReporter:
         history = summary.get("cache_stats", {}).get("history_cache", {})
         latency = counters.get("reply_latency_ms")
         calls, saved = llm_calls(report)
-        errors = counters.get("replies_by_status", {}).get("error", 0)
+        by_status = counters.get("replies_by_status", {})
+        errors = by_status.get("error", 0)
+        # Replies given: those cancelled at stop are on their own row, not counted as given.
+        given = counters.get("replies", 0) - by_status.get("cancelled", 0)
         table = Table(
             title=f"Summary of run {report.run_id} ({report.elapsed_s:.1f} s)", title_justify="left"
         )
@@ -118,7 +121,7 @@ class RunReporter:
         rate = counters.get("messages", 0) / report.elapsed_s if report.elapsed_s else 0.0
         rows = [
             ("messages", f"{counters.get('messages', 0)}  ({rate:.1f}/s)"),
-            ("replies", f"{counters.get('replies', 0)}  ({plural(errors, 'error')})"),
+            ("replies", f"{given}  ({plural(errors, 'error')})"),
             ("LLM calls", str(calls)),
             ("calls saved by dedup", str(saved)),
             ("history hit rate", f"{history.get('hit_rate', 0.0):.1f} %"),

@@ -79,6 +79,10 @@ async def run_processes(
             args += ["--llm-url", llm_url]
         if sandbox is not None and not config.rate_limits:
             args.append("--no-write-pacing")  # the sandbox answers every write at once
+        if settings.sandbox and settings.cooldown is None:
+            # The children see a token (the sandbox's): without this they would take Discord's
+            # cooldown, not the sandbox's, whose users are load.
+            args += ["--cooldown", f"{settings.effective_cooldown:g}"]
         env = dict(os.environ)
         env["DISCORD_TOKEN"] = token  # never on a command line, where ps shows it
         children = []

@@ -115,6 +115,9 @@ async def run_sharded(
 ) -> ProcessesReport:
     """``--processes N``: N shard processes sharing a Redis, until a signal or ``duration``."""
     assert options.processes is not None
+    if settings.redis is not None:
+        # Unreachable (or too old) is one line before anything starts, as in one process.
+        await (await SharedState.connect(settings.redis)).close()
     with stop_on_signals(options.duration) as stop:
         llm = await choose_llm(settings)
         hooks.note(

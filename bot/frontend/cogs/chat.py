@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import ReplySink, deliver
+from bot.delivery import Delivery, ReplySink, deliver
 from bot.engine import Question
 from bot.frontend.access import REFUSED_IN_DM, Access
 from bot.frontend.attachments import Attached, read_attachments
@@ -123,7 +123,7 @@ class Chat(commands.Cog):
                 sink,
                 channel,
                 received,
-                f"Slow down a little: ask again in {wait:.0f} s.",
+                slow_down(wait),
                 "cooldown",
             )
             return
@@ -179,15 +179,25 @@ class Chat(commands.Cog):
     ) -> tuple[str, list[int]] | None:
         """Answer ``question`` into ``sink``; the text and the ids of the messages it went out in."""
         status = "ok"
+        delivered = Delivery()
         try:
             async with self._slots:
                 deltas = self.engine.answer(question)
                 if notes:
                     deltas = _with_notes(deltas, notes)
-                result = await deliver(deltas, sink)
+                result = await deliver(deltas, sink, into=delivered)
         except asyncio.CancelledError:
-            # Cancelled at a graceful stop past the drain bound: still one reply event per message.
-            self._log_reply(channel, received, "cancelled")
+            # Cancelled at a graceful stop past the drain bound: still one reply event per
+            # message, saying what had gone out (a long answer may have been posted in part).
+            shown = sum(len(text) for _, text in delivered.sent)
+            self._log_reply(
+                channel,
+                received,
+                "cancelled",
+                parts=delivered.parts,
+                chars=shown,
+                edits=delivered.edits,
+            )
             raise
         except discord.HTTPException as exc:
             # A 5xx or a refused send: logged, never a crash; the engine already logged the LLM side.
@@ -240,6 +250,12 @@ class Chat(commands.Cog):
         channel = str(interaction.channel_id)
         self.engine.log_command("ask", channel, str(interaction.user.id))
         self.engine.take_message(channel, str(interaction.user.id), question, source="slash")
+        wait = await self.cooldown.check(interaction.user.id, received)
+        if wait > 0:  # the same cooldown as a mention: /ask is no way around it
+            notice = slow_down(wait)
+            await interaction.response.send_message(notice, ephemeral=True)
+            self._log_reply(channel, received, "cooldown", parts=1, chars=len(notice))
+            return
         await interaction.response.defer(thinking=True)
         text = question.strip()
         sink = InteractionSink(interaction)
@@ -253,6 +269,10 @@ class Chat(commands.Cog):
             else self._notice(sink, channel, received, EMPTY_QUESTION, "empty")
         )
         await task
+
+
+def slow_down(wait: float) -> str:
+    return f"Slow down a little: ask again in {wait:.0f} s."
 
 
 def _question(conversation: str, text: str, place: Place, **more: Any) -> Question:

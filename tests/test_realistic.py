@@ -63,6 +63,7 @@ def test_prometheus_counters_move_while_the_bot_runs(tmp_path: Path) -> None:
     assert "botctl_reply_latency_seconds_count" in second
     assert 0.0 <= second["botctl_history_hit_ratio"] <= 1.0
     assert re.search(rb"Summary of run", out)
+    assert f"scrape  : http://127.0.0.1:{port}/metrics (Prometheus)".encode() in out
 
 
 def _scrape(port: int) -> dict[str, float]:

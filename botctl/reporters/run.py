@@ -56,6 +56,8 @@ class RunReporter:
         console.print(
             f"  metrics : {escape(str(banner.metrics_file))} (run {banner.run_id})", highlight=False
         )
+        if banner.prometheus:
+            console.print(f"  scrape  : {banner.prometheus} (Prometheus)", highlight=False)
         console.print(f"  pid     : {banner.pid} (event loop: {banner.loop})", highlight=False)
         stop = f"after {banner.duration:g} s or Ctrl-C" if banner.duration else "Ctrl-C or SIGTERM"
         console.print(f"  stops   : {stop}", highlight=False)

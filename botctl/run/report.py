@@ -25,6 +25,7 @@ class Banner:
     duration: float | None
     loop: str = "asyncio"
     extras: list[str] = field(default_factory=list)
+    prometheus: str | None = None  # the /metrics URL with --metrics-port
 
 
 @dataclass(slots=True)
@@ -68,6 +69,9 @@ def make_banner(
         pid=os.getpid(),
         duration=options.duration,
         extras=list(llm.models),
+        prometheus=None
+        if settings.metrics_port is None
+        else f"http://127.0.0.1:{settings.metrics_port}/metrics",
         # The loop this runs on (uvloop where installed): says which the figures were taken on.
         loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )

@@ -70,6 +70,14 @@ async def test_a_reply_to_the_answer_after_reset_still_carries_the_chain(tmp_pat
         assert bot.components.history.get_history(bot.channel) == []
 
 
+async def test_the_bots_mention_is_taken_out_wherever_it_stands(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as bot:
+        me = bot.server.bot_user_id  # the sandbox puts one mention first; these add another
+        for text in ("what is up?", f"what <@{me}> is up?", f"what is up? <@!{me}>"):
+            await bot.reply_to(bot.say(text))
+            assert turns(bot.last_chat())[-1] == ("user", "what is up?"), text
+
+
 async def test_two_interleaved_chains_in_one_channel_keep_separate_contexts(
     tmp_path: Path,
 ) -> None:

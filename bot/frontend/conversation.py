@@ -57,10 +57,11 @@ class ConversationResolver:
         self.limit = limit
         self.bot_id = bot_id
         self.max_fetches = max_fetches
-        self._mention = re.compile(rf"<@!?{bot_id}>")
+        # With a space on either side: a mention mid-sentence leaves one space, not two.
+        self._mention = re.compile(rf" ?<@!?{bot_id}> ?")
 
     def text_of(self, message: discord.Message) -> str:
-        return self._mention.sub("", message.content).strip()
+        return self._mention.sub(" ", message.content).strip()
 
     def _remember(self, message: discord.Message, *, fetched: bool) -> None:
         parent = message.reference.message_id if message.reference is not None else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
@@ -33,6 +34,30 @@ logger = logging.getLogger("bot.prometheus")
 
 class MetricsPortError(OSError):
     """The metrics port cannot be served (in use, not permitted); ``str()`` is one line."""
+
+
+def port_error(host: str, port: int, exc: OSError) -> MetricsPortError:
+    reason = (
+        "the port is in use"
+        if exc.errno == errno.EADDRINUSE
+        else (exc.strerror or str(exc)).lower()
+    )
+    error = MetricsPortError(
+        f"cannot serve Prometheus metrics on {host}:{port}: {reason}; choose another metrics port"
+    )
+    error.errno = exc.errno
+    return error
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """:class:`MetricsPortError` now if ``port`` cannot be served (before a run starts anything);
+    bound as aiohttp binds it (SO_REUSEADDR), then freed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise port_error(host, port, exc) from None
 
 
 class PrometheusExporter(Tallies):
@@ -98,17 +123,7 @@ class PrometheusExporter(Tallies):
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            reason = (
-                "the port is in use"
-                if exc.errno == errno.EADDRINUSE
-                else (exc.strerror or str(exc)).lower()
-            )
-            error = MetricsPortError(
-                f"cannot serve Prometheus metrics on {self._host}:{self._port}: {reason}; "
-                "choose another metrics port"
-            )
-            error.errno = exc.errno
-            raise error from None
+            raise port_error(self._host, self._port, exc) from None
         self._runner = runner
         addresses = runner.addresses
         self._bound = int(addresses[0][1]) if addresses else self._port

@@ -1,5 +1,6 @@
-"""``botctl run --processes N`` as a user runs it: N shard processes, a redis-server of their own
-and the sandbox, each process writing its own metrics file; and what it refuses before starting."""
+"""``botctl run`` as a user runs it: ``--processes N`` (N shard processes, a redis-server of their
+own and the sandbox, each process writing its own metrics file), the run's table, and what is
+refused in one line before anything starts."""
 
 from __future__ import annotations
 
@@ -91,3 +92,17 @@ def test_the_summary_counts_replies_given_not_those_cancelled_at_stop(
     }
     assert replies["replies"] == "6  (1 error)"
     assert replies["replies cancelled at stop"] == "4"
+
+
+def test_a_busy_metrics_port_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = botctl("--metrics-port", str(port), "--duration", "3", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}: the port is in use" in lines[0]
+    assert "botctl run" not in proc.stdout  # no banner: nothing was started

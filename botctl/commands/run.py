@@ -108,6 +108,13 @@ def _run(given: dict[str, Any]) -> None:
         _run_processes(settings, sandbox, options, reporter, child_args(config, given))
         return
     _check_metrics_path(settings.metrics_file)
+    if settings.metrics_port is not None:
+        from bot.prometheus import MetricsPortError, check_port
+
+        try:  # before the sandbox and the bot start, not after
+            check_port(settings.metrics_port)
+        except MetricsPortError as exc:
+            raise BotctlError(str(exc)) from None
     try:
         with profiling_session(), reporter.live(options.duration):
             report = eventloop.run(

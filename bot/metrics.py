@@ -39,7 +39,7 @@ __all__ = ["FORBIDDEN_KEYS", "MetricsService"]
 logger = logging.getLogger("bot.metrics")
 
 # `ts`, `type` and `run` are the service's own; data cannot override them.
-_SPECIAL_KEYS = FORBIDDEN_KEYS | {"ts", "type", "run"}
+_OWN_KEYS = frozenset({"ts", "type", "run"})
 # Keys already found safe (the bot's handful): the common event is one C-level superset check.
 _VETTED_MAX = 4096
 
@@ -158,7 +158,7 @@ class MetricsService:
                 event.update(data)
             else:
                 for key, value in data.items():
-                    if key in _SPECIAL_KEYS or forbidden(key):
+                    if key in _OWN_KEYS or forbidden(key):
                         continue
                     if len(vetted) < _VETTED_MAX:
                         vetted.add(key)

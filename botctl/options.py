@@ -9,6 +9,7 @@ they belong to.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -26,9 +27,15 @@ __all__ = ["declared_command", "split_values", "typer_signature"]
 _CLI_TYPES: tuple[type, ...] = (bool, int, float, str, Path)
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    # Evaluated once per settings class: every flag of `botctl run` asks for its field's type.
+    return typing.get_type_hints(cls)
+
+
 def _cli_type(cls: type, f: Field[Any]) -> type:
     """The scalar type a flag parses (``int`` for ``int | None``)."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = _hints(cls)[f.name]
     if _is_list(cls, f):
         return str  # "0,1": the field's own parser splits it, as from the environment
     if hint in _CLI_TYPES:
@@ -41,7 +48,7 @@ def _cli_type(cls: type, f: Field[Any]) -> type:
 
 def _is_list(cls: type, f: Field[Any]) -> bool:
     """A field of several values (ids): its flag takes ``0,1`` or repeats (``--x 0 --x 1``)."""
-    return typing.get_origin(typing.get_type_hints(cls)[f.name]) in (tuple, list)
+    return typing.get_origin(_hints(cls)[f.name]) in (tuple, list)
 
 
 def _shown_default(f: Field[Any], meta: Option) -> str:

@@ -63,9 +63,11 @@ async def probe(
     url: str, api: str = "auto", *, api_key: str | None = None, timeout: float = 2.0
 ) -> Probe:
     """Ask ``url`` what it speaks (never raises; credentials never in the description)."""
-    shown, _auth = split_base_url(url)
+    shown, _auth = split_base_url(url)  # without a trailing slash
+    # Said by the user: --llm-api openai, or (auto) a path ending in /v1.
+    openai_given = api == "openai" or (api == "auto" and shown.endswith("/v1"))
     async with aiohttp.ClientSession() as session:
-        if api in ("auto", "ollama") and not (api == "auto" and shown.endswith("/v1")):
+        if api in ("auto", "ollama") and not openai_given:
             ollama = OllamaTransport(url, session=session, api_key=api_key)
             version = await ollama.probe(timeout)
             if version is not None:
@@ -85,9 +87,8 @@ async def probe(
                 f"OpenAI-compatible server at {base_shown} (models: {listed or 'none listed'})",
                 models=tuple(models),
             )
-        declared = api == "openai" or shown.rstrip("/").endswith("/v1")
         gone = isinstance(models, LLMUnreachableError | LLMTimeoutError)
-        if declared and not gone:
+        if openai_given and not gone:
             return Probe(
                 "openai",
                 base,

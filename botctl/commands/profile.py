@@ -239,9 +239,9 @@ def profile(
         top=top,
     )
     if args:
-        from botctl.commands.run import check_args
+        from botctl.commands.run import parse_args
 
-        check_args(args)
+        parse_args(args)
     check_target(request)
     for path in files_written(request):
         check_output(path)

@@ -133,23 +133,26 @@ def _run(given: dict[str, Any]) -> None:
 run = declared_command(_run, *_CLASSES, extra=[_CONTEXT, _CONFIG])
 
 
-def _validate(given: dict[str, Any]) -> None:
-    given.pop("ctx")
-    try:
-        load(given.pop("config"), given)
-    except SettingsError as exc:
-        raise BotctlError(str(exc)) from None
-
-
-def check_args(args: list[str]) -> None:
-    """Parse and check ``botctl run`` options (for a bot another command starts) without running
-    anything: bad usage raises click's usage error (exit 2, with run's usage), a bad value a
-    one-line :class:`BotctlError` — before a profile starts rather than from the child."""
+def parse_args(args: list[str]) -> tuple[Settings, SandboxConfig, RunOptions]:
+    """``botctl run``'s options (flags, env, ``--config``) as its three settings objects, without
+    running anything: bad usage raises click's usage error (exit 2, with run's usage), a bad value
+    a one-line :class:`BotctlError`. ``profile`` checks the bot's options with it before starting
+    one, rather than hearing of them from the child."""
     from typer.main import get_command
 
+    loaded: list[tuple[Settings, SandboxConfig, RunOptions]] = []
+
+    def parse(given: dict[str, Any]) -> None:
+        given.pop("ctx")
+        try:
+            loaded.append(load(given.pop("config"), given))
+        except SettingsError as exc:
+            raise BotctlError(str(exc)) from None
+
     app = typer.Typer(add_completion=False)
-    app.command(name="run")(declared_command(_validate, *_CLASSES, extra=[_CONTEXT, _CONFIG]))
+    app.command(name="run")(declared_command(parse, *_CLASSES, extra=[_CONTEXT, _CONFIG]))
     get_command(app).main(args=list(args), prog_name="botctl run", standalone_mode=False)
+    return loaded[0]
 
 
 def _run_processes(

@@ -149,7 +149,7 @@ class _Totals:
             final = stats.get("final") is True
             flushes = _int(batch.get("flushes"))
             if flushes is not None:
-                self.flushes = (self.flushes or 0) + flushes + final
+                self.flushes = (self.flushes or 0) + flushes + (1 if final else 0)
             written = next(
                 (w for w in (_int(batch.get(k)) for k in _WRITTEN_KEYS) if w is not None), None
             )
